@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# install-deps.sh — install what rollsafe needs to build, test and benchmark on Debian 12.
+# Idempotent: installs only the packages that are missing; waits for the apt lock.
+set -euo pipefail
+
+PKGS=(
+  g++ cmake ninja-build pkg-config ccache curl ca-certificates procps
+  libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libboost-system1.81-dev
+  libsqlite3-dev sqlite3 libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
+  nginx wrk
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#PKGS[@]} packages present"
+  exit 0
+fi
+
+if [[ $(id -u) -ne 0 ]]; then
+  SUDO=sudo
+else
+  SUDO=
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
+$SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"
+echo "install-deps: done"
