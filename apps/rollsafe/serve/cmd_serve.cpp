@@ -1,0 +1,174 @@
+#include "serve/cmd_serve.hpp"
+
+#include <unistd.h>
+
+#include <iostream>
+#include <memory>
+#include <thread>
+
+#include "rollsafe/http/server.hpp"
+#include "rollsafe/lifecycle/lifecycle.hpp"
+#include "rollsafe/metrics/registry.hpp"
+#include "rollsafe/store/store.hpp"
+#include "rollsafe/util/duration.hpp"
+#include "rollsafe/util/log.hpp"
+#include "serve/resources.hpp"
+
+namespace rollsafe::serve {
+namespace {
+
+struct Flags {
+    std::string listen = "0.0.0.0:8080";
+    std::string admin_listen = "0.0.0.0:9090";
+    std::string store = "sqlite:rollsafe.db";
+    int threads = 0;
+    std::string drain_delay = "5s";
+    std::string shutdown_timeout = "25s";
+    std::size_t header_limit = 16 * 1024;
+    std::size_t body_limit = 1024 * 1024;
+    std::string header_timeout = "10s";
+    std::string body_timeout = "30s";
+    std::string idle_timeout = "75s";
+    std::size_t max_connections = 10'000;
+    std::int64_t max_work_ms = 600'000;
+    std::string sync = "full";
+    std::string name;
+    bool no_access_log = false;
+};
+
+/// CLI11 validator for durations, so that a bad value is a usage error naming the flag.
+CLI::Validator DurationValidator() {
+    return CLI::Validator(
+        [](std::string& v) -> std::string {
+            if (util::ParseDuration(v)) return {};
+            return "'" + v + "' is not a duration: use a number with a unit, e.g. 500ms, 5s, 2m";
+        },
+        "DURATION");
+}
+
+std::chrono::milliseconds Dur(const std::string& v) { return *util::ParseDuration(v); }
+
+std::string HostName() {
+    char buf[256] = {};
+    if (gethostname(buf, sizeof buf - 1) != 0) return "rollsafe";
+    return buf;
+}
+
+int Run(const Flags& f) {
+    http::ServerOptions so;
+    so.listen = f.listen;
+    so.admin_listen = f.admin_listen;
+    so.threads = f.threads;
+    so.header_limit = f.header_limit;
+    so.body_limit = f.body_limit;
+    so.header_timeout = Dur(f.header_timeout);
+    so.body_timeout = Dur(f.body_timeout);
+    so.idle_timeout = Dur(f.idle_timeout);
+    so.max_connections = f.max_connections;
+    so.access_log = !f.no_access_log;
+    so.replica_name = f.name.empty() ? HostName() : f.name;
+
+    std::unique_ptr<store::Store> st;
+    try {
+        store::Durability d;
+        d.synchronous = f.sync;
+        st = store::OpenStore(f.store, d);
+    } catch (const std::exception& e) {
+        std::cerr << "rollsafe serve: cannot open store: " << e.what() << "\n";
+        return 1;
+    }
+
+    lifecycle::Lifecycle lc(util::SystemClock::Instance(),
+                            {Dur(f.drain_delay), Dur(f.shutdown_timeout)});
+    metrics::Registry registry;
+    http::Router api;
+    AddResourceRoutes(api, *st, util::SystemClock::Instance(), util::SystemRandom(),
+                      {f.max_work_ms, 1});
+    http::Probes probes;
+    probes.dependencies_ready = [s = st.get()] { return s->Healthy(); };
+
+    std::unique_ptr<http::Server> server;
+    try {
+        server = std::make_unique<http::Server>(so, std::move(api), http::Router{}, lc, registry,
+                                                probes);
+    } catch (const std::exception& e) {
+        std::cerr << "rollsafe serve: " << e.what() << "\n";
+        return 1;
+    }
+    const auto host = [](const std::string& a) { return a.substr(0, a.rfind(':')); };
+    util::LogEvent("listening",
+                   {{"api", host(f.listen) + ":" + std::to_string(server->ApiPort())},
+                    {"admin", host(f.admin_listen) + ":" + std::to_string(server->AdminPort())},
+                    {"api_port", server->ApiPort()},
+                    {"admin_port", server->AdminPort()},
+                    {"pid", ::getpid()},
+                    {"replica", so.replica_name},
+                    {"store", f.store},
+                    {"threads", so.threads > 0 ? so.threads
+                                               : static_cast<int>(std::thread::hardware_concurrency())},
+                    {"drain_delay_ms", Dur(f.drain_delay).count()},
+                    {"shutdown_timeout_ms", Dur(f.shutdown_timeout).count()}});
+    server->Run();
+    // Intake has stopped and nothing is in flight: only now may the store go.
+    server.reset();
+    st->Shutdown();
+    util::LogEvent("exit", {{"code", 0}});
+    return 0;
+}
+
+}  // namespace
+
+void AddServeCommand(CLI::App& app, std::function<int()>* run) {
+    auto flags = std::make_shared<Flags>();
+    auto* cmd = app.add_subcommand("serve", "Run the reference API service with a graceful lifecycle");
+    auto dur = DurationValidator();
+    cmd->add_option("--listen", flags->listen, "API listener HOST:PORT (port 0: pick a free port)")
+        ->capture_default_str();
+    cmd->add_option("--admin-listen", flags->admin_listen,
+                    "Admin listener HOST:PORT: /livez /readyz /health /metrics /lifecycle/prestop")
+        ->capture_default_str();
+    cmd->add_option("--store", flags->store, "Store URL: sqlite:PATH")->capture_default_str();
+    cmd->add_option("--threads", flags->threads, "I/O threads (0: one per core)")
+        ->check(CLI::Range(0, 1024))
+        ->capture_default_str();
+    cmd->add_option("--drain-delay", flags->drain_delay,
+                    "After SIGTERM: keep serving (readiness 503) this long before closing listeners")
+        ->check(dur)
+        ->capture_default_str();
+    cmd->add_option("--shutdown-timeout", flags->shutdown_timeout,
+                    "After listeners close: cancel what still runs after this long (503 + Retry-After)")
+        ->check(dur)
+        ->capture_default_str();
+    cmd->add_option("--header-limit", flags->header_limit, "Max bytes of request line + headers (431)")
+        ->check(CLI::Range(std::size_t{256}, std::size_t{1} << 20))
+        ->capture_default_str();
+    cmd->add_option("--body-limit", flags->body_limit, "Max request body bytes (413)")
+        ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 30))
+        ->capture_default_str();
+    cmd->add_option("--header-timeout", flags->header_timeout, "First byte to end of headers (408)")
+        ->check(dur)
+        ->capture_default_str();
+    cmd->add_option("--body-timeout", flags->body_timeout, "End of headers to end of body (408)")
+        ->check(dur)
+        ->capture_default_str();
+    cmd->add_option("--idle-timeout", flags->idle_timeout,
+                    "Idle keep-alive timeout; keep it above the gateway's (nginx/Kong: 60s)")
+        ->check(dur)
+        ->capture_default_str();
+    cmd->add_option("--max-connections", flags->max_connections,
+                    "Open API connections; beyond: 503 + Retry-After")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}))
+        ->capture_default_str();
+    cmd->add_option("--max-work-ms", flags->max_work_ms, "Largest accepted work_ms")
+        ->check(CLI::Range(std::int64_t{0}, std::int64_t{86'400'000}))
+        ->capture_default_str();
+    cmd->add_option("--sync", flags->sync,
+                    "SQLite durability: full (survives power loss), normal (survives a crash), off")
+        ->check(CLI::IsMember({"full", "normal", "off"}))
+        ->capture_default_str();
+    cmd->add_option("--name", flags->name, "Replica name in logs and stored rows (default: host name)");
+    cmd->add_flag("--no-access-log", flags->no_access_log, "Do not log one line per request");
+    cmd->callback([flags, run] { *run = [flags] { return Run(*flags); }; });
+}
+
+}  // namespace rollsafe::serve

@@ -1,0 +1,44 @@
+/// @file
+/// @brief The `/resources` endpoints of the reference API (the seed's api-service).
+///
+/// `POST /resources` `{"data": <any JSON>, "work_ms": 0..max}` → 201, `Location`,
+/// `{"id","data","created_at"}`; `GET /resources/{id}` → 200 or 404. `work_ms` is the seed's
+/// long operation: it waits without blocking other requests and is abandoned, storing nothing,
+/// if the server cancels the request at its shutdown deadline.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "rollsafe/http/router.hpp"
+#include "rollsafe/store/store.hpp"
+#include "rollsafe/util/clock.hpp"
+#include "rollsafe/util/random.hpp"
+
+namespace rollsafe::serve {
+
+struct ResourceOptions {
+    std::int64_t max_work_ms = 600'000;
+    int retry_after_seconds = 1;
+};
+
+/// The validated body of `POST /resources`.
+struct CreateResource {
+    std::string data_json;  ///< "data", re-serialized compactly
+    std::int64_t work_ms = 0;
+};
+
+/// Validates headers and body of a create request. Throws http::ApiError: 415 when the
+/// content type is not JSON, 400 naming the problem for malformed JSON, a missing "data",
+/// an unknown field, or a `work_ms` that is not an integer in [0, max_work_ms].
+CreateResource ParseCreateResource(const http::Request& req, std::int64_t max_work_ms);
+
+/// The JSON representation returned by both endpoints.
+std::string RenderResource(const store::Resource& r);
+
+/// Adds `POST /resources` and `GET /resources/{id}` to `router`. `store`, `clock` and
+/// `random` must outlive the router.
+void AddResourceRoutes(http::Router& router, store::Store& store, const util::Clock& clock,
+                       util::RandomSource random, ResourceOptions options);
+
+}  // namespace rollsafe::serve
