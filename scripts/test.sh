@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# test.sh — everything CI runs, on a fresh Debian 12 machine or a developer's:
+#   1. installs missing dependencies (scripts/install-deps.sh),
+#   2. builds the release preset with -Werror and runs every test (unit + integration),
+#   3. builds the ASan+UBSan preset and runs every test again.
+# Set ROLLSAFE_SKIP_SANITIZE=1 to skip step 3 while iterating.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+jobs=$(nproc 2>/dev/null || echo 2)
+scripts/install-deps.sh
+
+run_preset() {
+  local preset=$1 t0
+  t0=$(date +%s)
+  echo "==> [$preset] configure + build"
+  cmake --preset "$preset" >/dev/null
+  cmake --build --preset "$preset" -- -j"$jobs"
+  echo "==> [$preset] tests"
+  ctest --preset "$preset" -j"$jobs"
+  echo "==> [$preset] done in $(($(date +%s) - t0)) s"
+}
+
+run_preset release
+if [[ ${ROLLSAFE_SKIP_SANITIZE:-0} != 1 ]]; then
+  # Leaks are errors too; halt_on_error makes any report fail the test that triggered it.
+  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1:abort_on_error=0}
+  export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+  run_preset asan
+fi
+echo "test.sh: all tests passed"
