@@ -76,9 +76,14 @@ void AddResourceRoutes(http::Router& router, store::Store& store, const util::Cl
                    if (in.work_ms > 0 && !co_await ctx.Sleep(std::chrono::milliseconds(in.work_ms)))
                        co_return Response::Problem(503, "cancelled before anything was stored");
                    store::Resource r;
-                   r.id = util::NewUuid(random);
+                   const auto now = clock.WallNow();
+                   r.id = util::NewUuidV7(
+                       random, static_cast<std::uint64_t>(
+                                   std::chrono::duration_cast<std::chrono::milliseconds>(
+                                       now.time_since_epoch())
+                                       .count()));
                    r.data_json = in.data_json;
-                   r.created_at = util::FormatRfc3339(clock.WallNow());
+                   r.created_at = util::FormatRfc3339(now);
                    r.idempotency_key = std::string(req.Header("Idempotency-Key").value_or(""));
                    r.owner = ctx.ReplicaName();
                    const store::Status st = co_await http::AwaitCallback<store::Status>(

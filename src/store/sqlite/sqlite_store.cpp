@@ -109,7 +109,6 @@ void Migrate(Connection& c) {
                 " created_at TEXT NOT NULL,"
                 " idempotency_key TEXT,"
                 " owner TEXT NOT NULL DEFAULT '')");
-            c.Exec("CREATE INDEX IF NOT EXISTS resources_key ON resources(idempotency_key)");
         }
         c.Exec("PRAGMA user_version=" + std::to_string(kSchemaVersion));
         c.Exec("COMMIT");
