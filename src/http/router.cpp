@@ -1,5 +1,7 @@
 #include "rollsafe/http/router.hpp"
 
+#include <algorithm>
+
 namespace rollsafe::http {
 namespace {
 
@@ -42,6 +44,7 @@ void Router::Add(std::string method, std::string pattern, Handler handler) {
 Router::Match Router::Find(Request& req) const {
     const auto path = Split(req.path);
     Match m;
+    std::vector<std::string_view> allowed;
     for (const auto& r : routes_) {
         if (!Matches(r.segments, path, nullptr)) continue;
         if (r.method == req.method) {
@@ -52,8 +55,11 @@ Router::Match Router::Find(Request& req) const {
             m.status = 0;
             return m;
         }
-        if (!m.allow.empty()) m.allow += ", ";
-        m.allow += r.method;
+        if (std::find(allowed.begin(), allowed.end(), r.method) == allowed.end()) {
+            if (!m.allow.empty()) m.allow += ", ";
+            m.allow += r.method;
+            allowed.push_back(r.method);
+        }
         m.route = r.pattern;
     }
     m.status = m.allow.empty() ? 404 : 405;

@@ -399,6 +399,12 @@ struct Server::Impl {
                         out = {Response::Problem(408, "request headers not received within " +
                                                           std::to_string(opt.header_timeout.count()) + " ms"),
                                true, "unparsed"};
+                    } else if (ec == bhttp::error::body_limit) {
+                        // Beast checks a declared Content-Length against the limit as soon as
+                        // it parses the header.
+                        out = {Response::Problem(413, "request body exceeds the limit of " +
+                                                          std::to_string(opt.body_limit) + " bytes"),
+                               true, "unparsed"};
                     } else if (ec == bhttp::error::header_limit) {
                         out = {Response::Problem(431, "request line and headers exceed " +
                                                           std::to_string(opt.header_limit) + " bytes"),

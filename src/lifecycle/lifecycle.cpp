@@ -111,7 +111,7 @@ Action Lifecycle::OnDrainElapsed() {
 Action Lifecycle::OnDeadline() {
     std::lock_guard lock(mu_);
     if (deadline_passed_.load(std::memory_order_relaxed)) return Action::kNone;
-    if (state_.load(std::memory_order_relaxed) < State::kClosing) return Action::kNone;
+    if (state_.load(std::memory_order_relaxed) != State::kClosing) return Action::kNone;
     deadline_passed_.store(true, std::memory_order_release);
     return Action::kDeadlineNow;
 }

@@ -1,6 +1,6 @@
 #include "rollsafe/metrics/registry.hpp"
 
-#include <cstdio>
+#include <charconv>
 
 namespace rollsafe::metrics {
 
@@ -33,10 +33,12 @@ std::string EscapeLabel(const std::string& v) {
     }
     return out;
 }
+// Shortest text that reads back as the same double, as the Prometheus clients print it
+// ("0.1", not "0.10000000000000001"): dashboards select buckets by the label's text.
 std::string Num(double v) {
     char buf[64];
-    std::snprintf(buf, sizeof buf, "%.17g", v);
-    return buf;
+    const auto res = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::general);
+    return std::string(buf, res.ptr);
 }
 }  // namespace
 

@@ -39,6 +39,7 @@ std::optional<std::chrono::milliseconds> ParseDuration(std::string_view text) {
 
 std::string FormatDuration(std::chrono::milliseconds d) {
     const auto ms = d.count();
+    if (ms != 0 && ms % 86'400'000 == 0) return std::to_string(ms / 86'400'000) + "d";
     if (ms != 0 && ms % 3'600'000 == 0) return std::to_string(ms / 3'600'000) + "h";
     if (ms != 0 && ms % 60'000 == 0) return std::to_string(ms / 60'000) + "m";
     if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";

@@ -29,10 +29,15 @@ CreateResource ParseCreateResource(const Request& req, std::int64_t max_work_ms)
     if (!ct || !IsJsonMediaType(*ct))
         throw ApiError(415, "Content-Type must be application/json, not '" +
                                 std::string(ct.value_or("")) + "'");
-    boost::json::stream_parser p;
+    boost::json::parse_options popt;
+    popt.max_depth = kMaxJsonDepth;
+    boost::json::stream_parser p({}, popt);
     boost::system::error_code ec;
     const std::size_t used = p.write(req.body.data(), req.body.size(), ec);
     if (!ec) p.finish(ec);
+    if (ec == boost::json::error::too_deep)
+        throw ApiError(400, "request body nests deeper than " + std::to_string(kMaxJsonDepth) +
+                                " levels");
     if (ec)
         throw ApiError(400, "request body is not valid JSON: " + ec.message() + " (near byte " +
                                 std::to_string(used) + ")");

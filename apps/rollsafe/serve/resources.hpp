@@ -22,6 +22,10 @@ struct ResourceOptions {
     int retry_after_seconds = 1;
 };
 
+/// Deepest nesting of arrays and objects accepted in a request body (the body object itself
+/// is level 1). Bounds the parser's stack use on hostile input.
+inline constexpr int kMaxJsonDepth = 64;
+
 /// The validated body of `POST /resources`.
 struct CreateResource {
     std::string data_json;  ///< "data", re-serialized compactly

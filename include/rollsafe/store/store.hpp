@@ -64,8 +64,9 @@ public:
     /// True while the store answers (used by readiness).
     virtual bool Healthy() const = 0;
 
-    /// Finishes queued work, then stops the store threads. Idempotent. Calls made after it
-    /// fail with kTransient.
+    /// Finishes queued work, then stops the store threads. Idempotent; must not be called from
+    /// a store callback. Calls made after it fail with kTransient, their callback running at
+    /// once on the caller's thread.
     virtual void Shutdown() = 0;
 };
 

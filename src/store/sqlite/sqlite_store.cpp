@@ -25,12 +25,17 @@ public:
             sqlite3_close(db_);
             throw std::runtime_error("cannot open SQLite database '" + path + "': " + msg);
         }
-        // Several processes share the file; wait for each other's write locks instead of
-        // failing at once.
-        sqlite3_busy_timeout(db_, 5000);
-        Exec("PRAGMA journal_mode=WAL");
-        Exec("PRAGMA synchronous=" + d.synchronous);
-        Exec("PRAGMA foreign_keys=ON");
+        try {
+            // Several processes share the file; wait for each other's write locks instead of
+            // failing at once.
+            sqlite3_busy_timeout(db_, 5000);
+            EnableWal(path);
+            Exec("PRAGMA synchronous=" + d.synchronous);
+            Exec("PRAGMA foreign_keys=ON");
+        } catch (...) {
+            sqlite3_close(db_);  // the destructor does not run for a constructor that throws
+            throw;
+        }
     }
     ~Connection() {
         for (auto& [_, s] : stmts_) sqlite3_finalize(s);
@@ -40,6 +45,39 @@ public:
     Connection& operator=(const Connection&) = delete;
 
     sqlite3* db() { return db_; }
+
+    // Switching a new file to WAL needs an exclusive lock, and SQLite answers SQLITE_BUSY at
+    // once (without the busy handler) when another process is doing the same: retry, bounded.
+    void EnableWal(const std::string& path) {
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        for (;;) {
+            sqlite3_stmt* s = nullptr;
+            int rc = sqlite3_prepare_v2(db_, "PRAGMA journal_mode=WAL", -1, &s, nullptr);
+            std::string mode;
+            if (rc == SQLITE_OK) {
+                rc = sqlite3_step(s);
+                if (rc == SQLITE_ROW) {
+                    const auto* t = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+                    mode = t ? t : "";
+                    rc = SQLITE_OK;
+                }
+            }
+            sqlite3_finalize(s);
+            if (rc == SQLITE_OK) {
+                if (mode != "wal")
+                    throw std::runtime_error("cannot switch SQLite database '" + path +
+                                             "' to WAL mode (journal mode is '" + mode + "')");
+                return;
+            }
+            if ((rc & 0xFF) != SQLITE_BUSY && (rc & 0xFF) != SQLITE_LOCKED)
+                throw std::runtime_error("SQLite: " + std::string(sqlite3_errmsg(db_)) +
+                                         " (in: PRAGMA journal_mode=WAL)");
+            if (std::chrono::steady_clock::now() > deadline)
+                throw std::runtime_error("SQLite database '" + path +
+                                         "' stayed locked for 10 s while enabling WAL");
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+    }
 
     void Exec(const std::string& sql) {
         char* err = nullptr;
@@ -145,14 +183,15 @@ public:
     }
 
     void Stop() {
-        {
-            std::lock_guard lock(mu_);
-            if (stopping_ && !thread_.joinable()) return;
-            stopping_ = true;
-            cv_.notify_all();
-        }
-        if (thread_.joinable()) thread_.join();
-        conn_.reset();
+        std::call_once(stopped_, [this] {
+            {
+                std::lock_guard lock(mu_);
+                stopping_ = true;
+                cv_.notify_all();
+            }
+            if (thread_.joinable()) thread_.join();
+            conn_.reset();
+        });
     }
 
     bool Healthy() const { return healthy_.load(std::memory_order_relaxed); }
@@ -209,7 +248,20 @@ private:
             for (auto& r : results) r = st;
             return;
         }
-        for (std::size_t i = 0; i < batch.size(); ++i) results[i] = RunOne(batch[i]);
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+            results[i] = RunOne(batch[i]);
+            // Some errors (disk full, I/O) make SQLite roll back the whole transaction, not
+            // just the statement: then nothing of this batch is committed, and the jobs after
+            // this one would run in autocommit mode. Fail them all instead.
+            if (sqlite3_get_autocommit(db)) {
+                const Status lost{ErrorKind::kTransient,
+                                  "the batch transaction was rolled back: " + results[i].message};
+                for (std::size_t j = 0; j < batch.size(); ++j)
+                    if (j != i && (j > i || results[j].ok())) results[j] = lost;
+                healthy_.store(false, std::memory_order_relaxed);
+                return;
+            }
+        }
         rc = sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
         if (rc != SQLITE_OK) {
             Status st = FromSqlite(rc, db);
@@ -230,6 +282,7 @@ private:
     std::condition_variable cv_;
     std::deque<Item> queue_;
     bool stopping_ = false;
+    std::once_flag stopped_;
     std::atomic<bool> healthy_{true};
     std::thread thread_;
 };
