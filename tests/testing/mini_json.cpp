@@ -9,7 +9,7 @@ namespace rollsafe::testing {
 namespace {
 
 class Parser {
-public:
+  public:
     explicit Parser(std::string_view text) : text_(text) {}
 
     JsonValue ParseDocument() {
@@ -19,7 +19,7 @@ public:
         return v;
     }
 
-private:
+  private:
     [[noreturn]] void Fail(const std::string& what) {
         throw std::runtime_error(what + " at offset " + std::to_string(pos_));
     }
@@ -45,12 +45,21 @@ private:
         SkipWs();
         const char c = Peek();
         switch (c) {
-            case '{': return ParseObject(depth);
-            case '[': return ParseArray(depth);
-            case '"': return JsonValue(ParseString());
-            case 't': Expect("true"); return JsonValue(true);
-            case 'f': Expect("false"); return JsonValue(false);
-            case 'n': Expect("null"); return JsonValue();
+            case '{':
+                return ParseObject(depth);
+            case '[':
+                return ParseArray(depth);
+            case '"':
+                return JsonValue(ParseString());
+            case 't':
+                Expect("true");
+                return JsonValue(true);
+            case 'f':
+                Expect("false");
+                return JsonValue(false);
+            case 'n':
+                Expect("null");
+                return JsonValue();
             default:
                 if (c == '-' || (c >= '0' && c <= '9')) return ParseNumber();
                 Fail(std::string("unexpected character '") + c + "'");
@@ -106,10 +115,14 @@ private:
         for (int i = 0; i < 4; ++i) {
             const char h = text_[pos_++];
             v <<= 4;
-            if (h >= '0' && h <= '9') v |= static_cast<unsigned>(h - '0');
-            else if (h >= 'a' && h <= 'f') v |= static_cast<unsigned>(h - 'a' + 10);
-            else if (h >= 'A' && h <= 'F') v |= static_cast<unsigned>(h - 'A' + 10);
-            else Fail("bad hex digit in \\u escape");
+            if (h >= '0' && h <= '9')
+                v |= static_cast<unsigned>(h - '0');
+            else if (h >= 'a' && h <= 'f')
+                v |= static_cast<unsigned>(h - 'a' + 10);
+            else if (h >= 'A' && h <= 'F')
+                v |= static_cast<unsigned>(h - 'A' + 10);
+            else
+                Fail("bad hex digit in \\u escape");
         }
         return v;
     }
@@ -147,14 +160,30 @@ private:
             const char e = Peek();
             ++pos_;
             switch (e) {
-                case '"': out += '"'; break;
-                case '\\': out += '\\'; break;
-                case '/': out += '/'; break;
-                case 'b': out += '\b'; break;
-                case 'f': out += '\f'; break;
-                case 'n': out += '\n'; break;
-                case 'r': out += '\r'; break;
-                case 't': out += '\t'; break;
+                case '"':
+                    out += '"';
+                    break;
+                case '\\':
+                    out += '\\';
+                    break;
+                case '/':
+                    out += '/';
+                    break;
+                case 'b':
+                    out += '\b';
+                    break;
+                case 'f':
+                    out += '\f';
+                    break;
+                case 'n':
+                    out += '\n';
+                    break;
+                case 'r':
+                    out += '\r';
+                    break;
+                case 't':
+                    out += '\t';
+                    break;
                 case 'u': {
                     unsigned cp = ParseHex4();
                     if (cp >= 0xD800 && cp <= 0xDBFF) {
@@ -168,7 +197,8 @@ private:
                     AppendUtf8(out, cp);
                     break;
                 }
-                default: Fail(std::string("bad escape '\\") + e + "'");
+                default:
+                    Fail(std::string("bad escape '\\") + e + "'");
             }
         }
     }
@@ -209,11 +239,21 @@ void DumpString(std::string& out, const std::string& s) {
     out += '"';
     for (const char c : s) {
         switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
+            case '"':
+                out += "\\\"";
+                break;
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
             default:
                 if (static_cast<unsigned char>(c) < 0x20) {
                     char buf[8];

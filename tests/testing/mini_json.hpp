@@ -17,7 +17,7 @@
 namespace rollsafe::testing {
 
 class JsonValue {
-public:
+  public:
     using Array = std::vector<JsonValue>;
     /// Members in document order; duplicates are kept (Find returns the first).
     using Object = std::vector<std::pair<std::string, JsonValue>>;
@@ -62,7 +62,7 @@ public:
     /// Compact serialization (for failure messages).
     std::string Dump() const;
 
-private:
+  private:
     std::variant<std::monostate, bool, Number, std::string, Array, Object> v_;
 };
 

@@ -39,13 +39,18 @@ inline double MsBetween(SteadyClock::time_point from, SteadyClock::time_point to
     return std::chrono::duration<double, std::milli>(to - from).count();
 }
 
+/// `d` in (fractional) milliseconds.
+inline double Ms(SteadyClock::duration d) {
+    return std::chrono::duration<double, std::milli>(d).count();
+}
+
 /// Path of the binary under test (the `ROLLSAFE_BINARY` compile definition).
 std::string RollsafeBinary();
 
 /// A fresh directory from mkdtemp(3) under $TMPDIR (or /tmp), removed recursively on
 /// destruction unless the environment variable ROLLSAFE_TEST_KEEP_TMP is set.
 class TempDir {
-public:
+  public:
     TempDir();
     ~TempDir();
     TempDir(const TempDir&) = delete;
@@ -53,7 +58,7 @@ public:
 
     const std::string& Path() const { return path_; }
 
-private:
+  private:
     std::string path_;
 };
 
@@ -89,7 +94,7 @@ ProcessResult RunProcess(const std::vector<std::string>& argv,
 /// Thread-safety: Lines/WaitForLine/Stderr may be called from any thread; Signal/WaitExit from
 /// one thread at a time.
 class ServeProcess {
-public:
+  public:
     explicit ServeProcess(std::vector<std::string> extra_args = {});
     ~ServeProcess();
     ServeProcess(const ServeProcess&) = delete;
@@ -138,7 +143,7 @@ public:
     /// Stdout and stderr as one text block, for failure messages.
     std::string OutputForMessage() const;
 
-private:
+  private:
     template <typename Pred>
     std::optional<std::string> WaitForLineIf(Pred pred, Deadline deadline,
                                              std::size_t from_line) const;

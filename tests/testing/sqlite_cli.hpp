@@ -1,0 +1,26 @@
+/// @file
+/// @brief Reads a SQLite database with the `sqlite3` command-line tool, so the tests check
+/// what is on disk without linking the code under test.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace rollsafe::testing {
+
+/// Result of one query: `rows` are the output lines, columns separated by '|'.
+struct SqliteResult {
+    bool ok = false;  ///< the tool ran and exited 0
+    std::vector<std::string> rows;
+    std::string error;  ///< stderr, exit status or spawn failure when !ok
+};
+
+/// Runs `sql` against the database file `db_path` with `sqlite3 -batch -noheader`,
+/// bounded by kMaxTestWait. (Not -readonly: a WAL database left by a killed process needs
+/// recovery, which a read-only connection cannot do.)
+SqliteResult SqliteQuery(const std::string& db_path, const std::string& sql);
+
+/// SQL string literal for `s` ('...' with quotes doubled).
+std::string SqlQuote(const std::string& s);
+
+}  // namespace rollsafe::testing
