@@ -65,6 +65,7 @@ TMP=$(mktemp -d /tmp/rollsafe-bench.XXXXXX)
 chmod 0755 "$TMP" # nginx workers run as 'nobody' and must reach their prefix
 NGINX_PID=
 RS_PID=
+WRK_PID=
 INTERRUPTED=0
 
 alive() { local s; s=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $s != Z* ]]; }
@@ -93,6 +94,7 @@ stop_pid() {
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  if [[ -n $WRK_PID ]]; then kill -TERM "$WRK_PID" 2>/dev/null || true; wait "$WRK_PID" 2>/dev/null || true; fi
   if [[ -n $RS_PID ]]; then stop_pid rollsafe "$RS_PID" 15; fi
   if [[ -n $NGINX_PID ]]; then stop_pid nginx "$NGINX_PID" 5; fi
   if [[ -d $TMP ]]; then
@@ -141,11 +143,16 @@ $(cat "$f")"
 run_wrk() { # NAME URL
   local name=$1 url=$2 f=$OUT/wrk-$1.txt
   log "wrk -t$WRK_THREADS -c$CONNS -d$DURATION --latency -s bench/post.lua $url"
-  if ! BENCH_RUN_ID="$RUN_ID-$name" wrk -t"$WRK_THREADS" -c"$CONNS" -d"$DURATION" --timeout 5s \
-    --latency -s "$LUA" "$url" >"$f" 2>&1; then
-    die "wrk against $name failed:
+  # In the background plus `wait`, so that Ctrl-C runs our INT trap at once: wrk catches SIGINT
+  # and exits 0, and bash ignores a SIGINT its foreground child handled.
+  BENCH_RUN_ID="$RUN_ID-$name" wrk -t"$WRK_THREADS" -c"$CONNS" -d"$DURATION" --timeout 5s \
+    --latency -s "$LUA" "$url" >"$f" 2>&1 &
+  WRK_PID=$!
+  local rc=0
+  wait "$WRK_PID" || rc=$?
+  WRK_PID=
+  ((rc == 0)) || die "wrk against $name failed (status $rc):
 $(cat "$f")"
-  fi
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -250,11 +257,24 @@ start_rollsafe() {
 
 IDLE_FDS=()
 open_idle_conns() { # PORT N
-  local port=$1 n=$2 i fd
+  local port=$1 n=$2 i fd watchdog
+  # bash's connect has no timeout: a watchdog signal interrupts it if the server stops accepting
+  trap 'die "opening $n idle connections to 127.0.0.1:$port stalled for 30 s (after ${#IDLE_FDS[@]})"' USR1
+  (
+    trap 'kill "$s" 2>/dev/null; exit 0' TERM
+    sleep 30 &
+    s=$!
+    wait "$s"
+    kill -USR1 $$ 2>/dev/null
+  ) &
+  watchdog=$!
   for ((i = 0; i < n; i++)); do
     exec {fd}<>"/dev/tcp/127.0.0.1/$port" || die "connection $((i + 1)) of $n to 127.0.0.1:$port failed"
     IDLE_FDS+=("$fd")
   done
+  kill "$watchdog" 2>/dev/null || true
+  wait "$watchdog" 2>/dev/null || true
+  trap - USR1
 }
 close_idle_conns() {
   local fd
@@ -269,7 +289,7 @@ RUN_ID="b$STAMP-$$-$RANDOM"
 DB=$TMP/bench.db
 {
   echo "date:      $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "host:      $(uname -srm), $(nproc) cores"
+  echo "host:      $(uname -srm), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
   echo "rollsafe:  $("$BIN" --version 2>&1 | head -1) ($BIN)"
   echo "git:       $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo n/a)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' (dirty)')"
   echo "nginx:     $(nginx -v 2>&1 | sed 's/^nginx version: //')"
