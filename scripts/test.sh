@@ -10,6 +10,17 @@ cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
 scripts/install-deps.sh
 
+check_format() {
+  local files
+  mapfile -t files < <(git ls-files '*.cpp' '*.hpp' 2>/dev/null)
+  if ((${#files[@]} == 0)) || ! command -v clang-format >/dev/null; then
+    echo "==> format check skipped (no git checkout or no clang-format)"
+    return 0
+  fi
+  echo "==> clang-format check (${#files[@]} files)"
+  clang-format --dry-run -Werror "${files[@]}"
+}
+
 run_preset() {
   local preset=$1 t0
   t0=$(date +%s)
@@ -21,6 +32,7 @@ run_preset() {
   echo "==> [$preset] done in $(($(date +%s) - t0)) s"
 }
 
+check_format
 run_preset release
 if [[ ${ROLLSAFE_SKIP_SANITIZE:-0} != 1 ]]; then
   # Leaks are errors too; halt_on_error makes any report fail the test that triggered it.

@@ -38,7 +38,8 @@ bool Matches(const std::vector<std::string>& pattern, const std::vector<std::str
 
 void Router::Add(std::string method, std::string pattern, Handler handler) {
     auto segments = Split(pattern);
-    routes_.push_back({std::move(method), std::move(pattern), std::move(segments), std::move(handler)});
+    routes_.push_back(
+        {std::move(method), std::move(pattern), std::move(segments), std::move(handler)});
 }
 
 Router::Match Router::Find(Request& req) const {

@@ -116,7 +116,7 @@ struct Loop {
 };
 
 class Context final : public RequestContext {
-public:
+  public:
     Context(const std::string& replica, asio::any_io_executor ex) : replica_(replica), ex_(ex) {}
     bool Cancelled() const override { return cancelled_; }
     const std::string& ReplicaName() const override { return replica_; }
@@ -133,7 +133,7 @@ public:
         if (timer_) timer_->cancel();
     }
 
-private:
+  private:
     const std::string& replica_;
     asio::any_io_executor ex_;
     bool cancelled_ = false;
@@ -145,7 +145,11 @@ private:
 struct Server::Impl {
     Impl(ServerOptions o, Router a, Router ad, lifecycle::Lifecycle& l, metrics::Registry& m,
          Probes p)
-        : opt(std::move(o)), api(std::move(a)), admin(std::move(ad)), lc(l), metrics(m),
+        : opt(std::move(o)),
+          api(std::move(a)),
+          admin(std::move(ad)),
+          lc(l),
+          metrics(m),
           probes(std::move(p)) {
         if (opt.threads <= 0) opt.threads = std::max(1u, std::thread::hardware_concurrency());
         for (int i = 0; i < opt.threads; ++i) loops.push_back(std::make_unique<Loop>());
@@ -216,14 +220,17 @@ struct Server::Impl {
     void Handle(lifecycle::Action a) {
         using lifecycle::Action;
         switch (a) {
-            case Action::kNone: break;
+            case Action::kNone:
+                break;
             case Action::kStartDrainTimer:
                 drain_timer->expires_after(lc.GetOptions().drain_delay);
                 drain_timer->async_wait([this](boost::system::error_code ec) {
                     if (!ec) Handle(lc.OnDrainElapsed());
                 });
                 break;
-            case Action::kStartClosing: StartClosing(); break;
+            case Action::kStartClosing:
+                StartClosing();
+                break;
             case Action::kDeadlineNow:
                 StartClosing();
                 CancelInFlight();
@@ -261,8 +268,10 @@ struct Server::Impl {
             asio::post(l->ioc, [lp = l.get()] {
                 for (auto& c : lp->conns) {
                     boost::system::error_code e;
-                    if (c->phase == Phase::kHandling && c->ctx) c->ctx->Cancel();
-                    else if (c->phase != Phase::kWriting) c->sock.cancel(e);
+                    if (c->phase == Phase::kHandling && c->ctx)
+                        c->ctx->Cancel();
+                    else if (c->phase != Phase::kWriting)
+                        c->sock.cancel(e);
                 }
             });
         }
@@ -327,11 +336,12 @@ struct Server::Impl {
     awaitable<void> Reject(tcp::socket s) {
         auto res = Response::Problem(503, "too many open connections; retry shortly");
         res.With("Retry-After", std::to_string(opt.retry_after_seconds));
-        const std::string wire = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
-                                 "application/problem+json\r\nRetry-After: " +
-                                 std::to_string(opt.retry_after_seconds) +
-                                 "\r\nConnection: close\r\nContent-Length: " +
-                                 std::to_string(res.body.size()) + "\r\n\r\n" + res.body;
+        const std::string wire =
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
+            "application/problem+json\r\nRetry-After: " +
+            std::to_string(opt.retry_after_seconds) +
+            "\r\nConnection: close\r\nContent-Length: " + std::to_string(res.body.size()) +
+            "\r\n\r\n" + res.body;
         co_await asio::async_write(s, asio::buffer(wire), kTuple);
         boost::system::error_code ignored;
         s.shutdown(tcp::socket::shutdown_send, ignored);
@@ -396,22 +406,26 @@ struct Server::Impl {
                 (void)n;
                 if (ec) {
                     if (conn->timed_out) {
-                        out = {Response::Problem(408, "request headers not received within " +
-                                                          std::to_string(opt.header_timeout.count()) + " ms"),
+                        out = {Response::Problem(
+                                   408, "request headers not received within " +
+                                            std::to_string(opt.header_timeout.count()) + " ms"),
                                true, "unparsed"};
                     } else if (ec == bhttp::error::body_limit) {
                         // Beast checks a declared Content-Length against the limit as soon as
                         // it parses the header.
-                        out = {Response::Problem(413, "request body exceeds the limit of " +
-                                                          std::to_string(opt.body_limit) + " bytes"),
-                               true, "unparsed"};
+                        out = {
+                            Response::Problem(413, "request body exceeds the limit of " +
+                                                       std::to_string(opt.body_limit) + " bytes"),
+                            true, "unparsed"};
                     } else if (ec == bhttp::error::header_limit) {
-                        out = {Response::Problem(431, "request line and headers exceed " +
-                                                          std::to_string(opt.header_limit) + " bytes"),
-                               true, "unparsed"};
+                        out = {
+                            Response::Problem(431, "request line and headers exceed " +
+                                                       std::to_string(opt.header_limit) + " bytes"),
+                            true, "unparsed"};
                     } else if (ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
                                ec == asio::error::operation_aborted ||
-                               ec == asio::error::connection_reset || ec == bhttp::error::partial_message) {
+                               ec == asio::error::connection_reset ||
+                               ec == bhttp::error::partial_message) {
                         break;  // peer went away, or we are shutting the connection
                     } else {
                         out = {Response::Problem(400, "malformed request: " + ec.message()), true,
@@ -425,22 +439,27 @@ struct Server::Impl {
                                              h.method() == bhttp::verb::put ||
                                              h.method() == bhttp::verb::patch;
                     if (has_te && has_cl) {
-                        out = {Response::Problem(400, "Content-Length together with "
-                                                      "Transfer-Encoding is not allowed"),
+                        out = {Response::Problem(400,
+                                                 "Content-Length together with "
+                                                 "Transfer-Encoding is not allowed"),
                                true, "unparsed"};
                     } else if (has_te && !parser.chunked()) {
-                        out = {Response::Problem(400, "only Transfer-Encoding: chunked is accepted"),
-                               true, "unparsed"};
+                        out = {
+                            Response::Problem(400, "only Transfer-Encoding: chunked is accepted"),
+                            true, "unparsed"};
                     } else if (body_method && !has_cl && !has_te) {
-                        out = {Response::Problem(411, "a request body needs Content-Length or "
-                                                      "Transfer-Encoding: chunked"),
+                        out = {Response::Problem(411,
+                                                 "a request body needs Content-Length or "
+                                                 "Transfer-Encoding: chunked"),
                                true, "unparsed"};
-                    } else if (parser.content_length() && *parser.content_length() > opt.body_limit) {
-                        out = {Response::Problem(413, "request body of " +
-                                                          std::to_string(*parser.content_length()) +
-                                                          " bytes exceeds the limit of " +
-                                                          std::to_string(opt.body_limit) + " bytes"),
-                               true, "unparsed"};
+                    } else if (parser.content_length() &&
+                               *parser.content_length() > opt.body_limit) {
+                        out = {
+                            Response::Problem(413, "request body of " +
+                                                       std::to_string(*parser.content_length()) +
+                                                       " bytes exceeds the limit of " +
+                                                       std::to_string(opt.body_limit) + " bytes"),
+                            true, "unparsed"};
                     } else {
                         bool ok = true;
                         if (!parser.is_done()) {
@@ -448,25 +467,29 @@ struct Server::Impl {
                                 static constexpr std::string_view kContinue =
                                     "HTTP/1.1 100 Continue\r\n\r\n";
                                 conn->phase = Phase::kWriting;
-                                auto [wec, wn] =
-                                    co_await asio::async_write(conn->sock, asio::buffer(kContinue), kTuple);
+                                auto [wec, wn] = co_await asio::async_write(
+                                    conn->sock, asio::buffer(kContinue), kTuple);
                                 (void)wn;
                                 conn->phase = Phase::kReading;
                                 if (wec) break;
                             }
                             conn->Arm(opt.body_timeout, conn);
-                            auto [bec, bn] = co_await bhttp::async_read(conn->sock, buf, parser, kTuple);
+                            auto [bec, bn] =
+                                co_await bhttp::async_read(conn->sock, buf, parser, kTuple);
                             conn->Disarm();
                             (void)bn;
                             if (bec) {
                                 ok = false;
                                 if (conn->timed_out) {
-                                    out = {Response::Problem(408, "request body not received within " +
-                                                                      std::to_string(opt.body_timeout.count()) + " ms"),
+                                    out = {Response::Problem(
+                                               408, "request body not received within " +
+                                                        std::to_string(opt.body_timeout.count()) +
+                                                        " ms"),
                                            true, "unparsed"};
                                 } else if (bec == bhttp::error::body_limit) {
-                                    out = {Response::Problem(413, "request body exceeds the limit of " +
-                                                                      std::to_string(opt.body_limit) + " bytes"),
+                                    out = {Response::Problem(
+                                               413, "request body exceeds the limit of " +
+                                                        std::to_string(opt.body_limit) + " bytes"),
                                            true, "unparsed"};
                                 } else if (bec == asio::error::operation_aborted ||
                                            bec == bhttp::error::end_of_stream ||
@@ -475,7 +498,8 @@ struct Server::Impl {
                                            bec == asio::error::connection_reset) {
                                     break;
                                 } else {
-                                    out = {Response::Problem(400, "malformed request body: " + bec.message()),
+                                    out = {Response::Problem(
+                                               400, "malformed request body: " + bec.message()),
                                            true, "unparsed"};
                                 }
                             }
@@ -488,7 +512,8 @@ struct Server::Impl {
                             req.path = req.target.substr(0, q);
                             req.headers.reserve(8);
                             for (const auto& f : msg)
-                                req.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
+                                req.headers.emplace_back(std::string(f.name_string()),
+                                                         std::string(f.value()));
                             req.body = std::move(msg.body());
                             out.close = !msg.keep_alive();
                             have_request = true;
@@ -502,7 +527,8 @@ struct Server::Impl {
                 out.route = match.route;
                 if (!match.handler) {
                     out.res = match.status == 405
-                                  ? Response::Problem(405, "method " + req.method + " is not allowed on " + req.path)
+                                  ? Response::Problem(405, "method " + req.method +
+                                                               " is not allowed on " + req.path)
                                   : Response::Problem(404, "no route for " + req.path);
                     if (match.status == 405) out.res.With("Allow", match.allow);
                 } else {
@@ -522,8 +548,9 @@ struct Server::Impl {
                     if (ctx.Cancelled()) {
                         // The shutdown deadline passed: whatever the handler produced was rolled
                         // back, so tell the client to retry elsewhere.
-                        out.res = Response::Problem(503, "the server is shutting down; the request "
-                                                         "was cancelled and nothing was stored");
+                        out.res = Response::Problem(503,
+                                                    "the server is shutting down; the request "
+                                                    "was cancelled and nothing was stored");
                         out.res.With("Retry-After", std::to_string(opt.retry_after_seconds));
                         out.close = true;
                     }
@@ -550,7 +577,8 @@ struct Server::Impl {
                 o["method"] = have_request ? req.method : "-";
                 o["path"] = have_request ? req.path : "-";
                 o["status"] = out.res.status;
-                o["latency_us"] = std::chrono::duration_cast<std::chrono::microseconds>(latency).count();
+                o["latency_us"] =
+                    std::chrono::duration_cast<std::chrono::microseconds>(latency).count();
                 if (have_request)
                     if (auto key = req.Header("Idempotency-Key")) o["idempotency_key"] = *key;
                 if (draining) o["draining"] = true;
@@ -571,12 +599,13 @@ struct Server::Impl {
             const auto since = lc.GetState() >= lifecycle::State::kDraining
                                    ? std::chrono::steady_clock::now() - lc.TerminationStartedAt()
                                    : std::chrono::steady_clock::duration{};
-            util::LogEvent("lifecycle",
-                           {{"from", lifecycle::ToString(from)},
-                            {"to", lifecycle::ToString(to)},
-                            {"in_flight", in_flight.load()},
-                            {"since_termination_ms",
-                             std::chrono::duration_cast<std::chrono::milliseconds>(since).count()}});
+            util::LogEvent(
+                "lifecycle",
+                {{"from", lifecycle::ToString(from)},
+                 {"to", lifecycle::ToString(to)},
+                 {"in_flight", in_flight.load()},
+                 {"since_termination_ms",
+                  std::chrono::duration_cast<std::chrono::milliseconds>(since).count()}});
         });
         signals->add(SIGTERM);
         signals->add(SIGINT);
@@ -606,7 +635,7 @@ struct Server::Impl {
     std::atomic<std::int64_t> in_flight{0};
     std::atomic<std::size_t> connections{0};
     std::atomic<std::size_t> next_loop{0};
-    bool closing_started = false;  // loop 0 only
+    bool closing_started = false;       // loop 0 only
     std::atomic<bool> finished{false};  // written on loop 0 only
     std::vector<std::unique_ptr<Loop>> loops;
     std::unique_ptr<tcp::acceptor> api_acc;

@@ -4,11 +4,16 @@ namespace rollsafe::lifecycle {
 
 std::string_view ToString(State s) {
     switch (s) {
-        case State::kStarting: return "starting";
-        case State::kReady: return "ready";
-        case State::kDraining: return "draining";
-        case State::kClosing: return "closing";
-        case State::kStopped: return "stopped";
+        case State::kStarting:
+            return "starting";
+        case State::kReady:
+            return "ready";
+        case State::kDraining:
+            return "draining";
+        case State::kClosing:
+            return "closing";
+        case State::kStopped:
+            return "stopped";
     }
     return "unknown";
 }

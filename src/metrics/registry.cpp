@@ -50,7 +50,9 @@ std::string Registry::RenderPrometheus() const {
     for (const auto& [k, n] : requests_)
         out += "rollsafe_http_requests_total{route=\"" + EscapeLabel(k.first) + "\",status=\"" +
                std::to_string(k.second) + "\"} " + std::to_string(n) + "\n";
-    out += "# HELP rollsafe_http_request_duration_seconds Time from request header to response written.\n";
+    out +=
+        "# HELP rollsafe_http_request_duration_seconds Time from request header to response "
+        "written.\n";
     out += "# TYPE rollsafe_http_request_duration_seconds histogram\n";
     for (std::size_t i = 0; i < kLatencyBuckets.size(); ++i)
         out += "rollsafe_http_request_duration_seconds_bucket{le=\"" + Num(kLatencyBuckets[i]) +
@@ -65,11 +67,14 @@ std::string Registry::RenderPrometheus() const {
     out += "# HELP rollsafe_http_connections Open client connections.\n";
     out += "# TYPE rollsafe_http_connections gauge\n";
     out += "rollsafe_http_connections " + std::to_string(Connections()) + "\n";
-    out += "# HELP rollsafe_http_rejected_connections_total Connections refused over --max-connections.\n";
+    out +=
+        "# HELP rollsafe_http_rejected_connections_total Connections refused over "
+        "--max-connections.\n";
     out += "# TYPE rollsafe_http_rejected_connections_total counter\n";
     out += "rollsafe_http_rejected_connections_total " +
            std::to_string(rejected_connections_.load(std::memory_order_relaxed)) + "\n";
-    out += "# HELP rollsafe_lifecycle_state 0 starting, 1 ready, 2 draining, 3 closing, 4 stopped.\n";
+    out +=
+        "# HELP rollsafe_lifecycle_state 0 starting, 1 ready, 2 draining, 3 closing, 4 stopped.\n";
     out += "# TYPE rollsafe_lifecycle_state gauge\n";
     out += "rollsafe_lifecycle_state " + std::to_string(lifecycle_state_.load()) + "\n";
     out += "# HELP rollsafe_drain_duration_seconds Termination start to last request finished.\n";

@@ -25,12 +25,18 @@ std::optional<std::chrono::milliseconds> ParseDuration(std::string_view text) {
         const std::string_view unit = text.substr(i, j - i);
         i = j;
         std::int64_t mult = 0;
-        if (unit == "ms") mult = 1;
-        else if (unit == "s") mult = 1000;
-        else if (unit == "m") mult = 60'000;
-        else if (unit == "h") mult = 3'600'000;
-        else if (unit == "d") mult = 86'400'000;
-        else return std::nullopt;
+        if (unit == "ms")
+            mult = 1;
+        else if (unit == "s")
+            mult = 1000;
+        else if (unit == "m")
+            mult = 60'000;
+        else if (unit == "h")
+            mult = 3'600'000;
+        else if (unit == "d")
+            mult = 86'400'000;
+        else
+            return std::nullopt;
         if (n > (kMax - total) / mult) return std::nullopt;
         total += n * mult;
     }

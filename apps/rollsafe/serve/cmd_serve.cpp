@@ -96,18 +96,19 @@ int Run(const Flags& f) {
         return 1;
     }
     const auto host = [](const std::string& a) { return a.substr(0, a.rfind(':')); };
-    util::LogEvent("listening",
-                   {{"api", host(f.listen) + ":" + std::to_string(server->ApiPort())},
-                    {"admin", host(f.admin_listen) + ":" + std::to_string(server->AdminPort())},
-                    {"api_port", server->ApiPort()},
-                    {"admin_port", server->AdminPort()},
-                    {"pid", ::getpid()},
-                    {"replica", so.replica_name},
-                    {"store", f.store},
-                    {"threads", so.threads > 0 ? so.threads
-                                               : static_cast<int>(std::thread::hardware_concurrency())},
-                    {"drain_delay_ms", Dur(f.drain_delay).count()},
-                    {"shutdown_timeout_ms", Dur(f.shutdown_timeout).count()}});
+    util::LogEvent(
+        "listening",
+        {{"api", host(f.listen) + ":" + std::to_string(server->ApiPort())},
+         {"admin", host(f.admin_listen) + ":" + std::to_string(server->AdminPort())},
+         {"api_port", server->ApiPort()},
+         {"admin_port", server->AdminPort()},
+         {"pid", ::getpid()},
+         {"replica", so.replica_name},
+         {"store", f.store},
+         {"threads",
+          so.threads > 0 ? so.threads : static_cast<int>(std::thread::hardware_concurrency())},
+         {"drain_delay_ms", Dur(f.drain_delay).count()},
+         {"shutdown_timeout_ms", Dur(f.shutdown_timeout).count()}});
     server->Run();
     // Intake has stopped and nothing is in flight: only now may the store go.
     server.reset();
@@ -120,7 +121,8 @@ int Run(const Flags& f) {
 
 void AddServeCommand(CLI::App& app, std::function<int()>* run) {
     auto flags = std::make_shared<Flags>();
-    auto* cmd = app.add_subcommand("serve", "Run the reference API service with a graceful lifecycle");
+    auto* cmd =
+        app.add_subcommand("serve", "Run the reference API service with a graceful lifecycle");
     auto dur = DurationValidator();
     cmd->add_option("--listen", flags->listen, "API listener HOST:PORT (port 0: pick a free port)")
         ->capture_default_str();
@@ -131,15 +133,18 @@ void AddServeCommand(CLI::App& app, std::function<int()>* run) {
     cmd->add_option("--threads", flags->threads, "I/O threads (0: one per core)")
         ->check(CLI::Range(0, 1024))
         ->capture_default_str();
-    cmd->add_option("--drain-delay", flags->drain_delay,
-                    "After SIGTERM: keep serving (readiness 503) this long before closing listeners")
+    cmd->add_option(
+           "--drain-delay", flags->drain_delay,
+           "After SIGTERM: keep serving (readiness 503) this long before closing listeners")
         ->check(dur)
         ->capture_default_str();
-    cmd->add_option("--shutdown-timeout", flags->shutdown_timeout,
-                    "After listeners close: cancel what still runs after this long (503 + Retry-After)")
+    cmd->add_option(
+           "--shutdown-timeout", flags->shutdown_timeout,
+           "After listeners close: cancel what still runs after this long (503 + Retry-After)")
         ->check(dur)
         ->capture_default_str();
-    cmd->add_option("--header-limit", flags->header_limit, "Max bytes of request line + headers (431)")
+    cmd->add_option("--header-limit", flags->header_limit,
+                    "Max bytes of request line + headers (431)")
         ->check(CLI::Range(std::size_t{256}, std::size_t{1} << 20))
         ->capture_default_str();
     cmd->add_option("--body-limit", flags->body_limit, "Max request body bytes (413)")
@@ -166,7 +171,8 @@ void AddServeCommand(CLI::App& app, std::function<int()>* run) {
                     "SQLite durability: full (survives power loss), normal (survives a crash), off")
         ->check(CLI::IsMember({"full", "normal", "off"}))
         ->capture_default_str();
-    cmd->add_option("--name", flags->name, "Replica name in logs and stored rows (default: host name)");
+    cmd->add_option("--name", flags->name,
+                    "Replica name in logs and stored rows (default: host name)");
     cmd->add_flag("--no-access-log", flags->no_access_log, "Do not log one line per request");
     cmd->callback([flags, run] { *run = [flags] { return Run(*flags); }; });
 }

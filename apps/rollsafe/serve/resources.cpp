@@ -36,8 +36,8 @@ CreateResource ParseCreateResource(const Request& req, std::int64_t max_work_ms)
     const std::size_t used = p.write(req.body.data(), req.body.size(), ec);
     if (!ec) p.finish(ec);
     if (ec == boost::json::error::too_deep)
-        throw ApiError(400, "request body nests deeper than " + std::to_string(kMaxJsonDepth) +
-                                " levels");
+        throw ApiError(
+            400, "request body nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
     if (ec)
         throw ApiError(400, "request body is not valid JSON: " + ec.message() + " (near byte " +
                                 std::to_string(used) + ")");
@@ -54,7 +54,8 @@ CreateResource ParseCreateResource(const Request& req, std::int64_t max_work_ms)
     out.data_json = boost::json::serialize(*data);
     if (const auto* w = o.if_contains("work_ms")) {
         std::int64_t ms = -1;
-        if (w->is_int64()) ms = w->as_int64();
+        if (w->is_int64())
+            ms = w->as_int64();
         else if (w->is_uint64() && w->as_uint64() <= static_cast<std::uint64_t>(max_work_ms))
             ms = static_cast<std::int64_t>(w->as_uint64());
         else if (!w->is_uint64())
@@ -68,61 +69,64 @@ CreateResource ParseCreateResource(const Request& req, std::int64_t max_work_ms)
 
 std::string RenderResource(const store::Resource& r) {
     // data_json was serialized by us from a parsed value, so it is valid JSON as it stands.
-    return "{\"id\":" + Quote(r.id) + ",\"data\":" + r.data_json + ",\"created_at\":" +
-           Quote(r.created_at) + "}";
+    return "{\"id\":" + Quote(r.id) + ",\"data\":" + r.data_json +
+           ",\"created_at\":" + Quote(r.created_at) + "}";
 }
 
 void AddResourceRoutes(http::Router& router, store::Store& store, const util::Clock& clock,
                        util::RandomSource random, ResourceOptions options) {
-    router.Add("POST", "/resources",
-               [&store, &clock, random, options](Request& req,
-                                                http::RequestContext& ctx) -> boost::asio::awaitable<Response> {
-                   const CreateResource in = ParseCreateResource(req, options.max_work_ms);
-                   if (in.work_ms > 0 && !co_await ctx.Sleep(std::chrono::milliseconds(in.work_ms)))
-                       co_return Response::Problem(503, "cancelled before anything was stored");
-                   store::Resource r;
-                   const auto now = clock.WallNow();
-                   r.id = util::NewUuidV7(
-                       random, static_cast<std::uint64_t>(
-                                   std::chrono::duration_cast<std::chrono::milliseconds>(
-                                       now.time_since_epoch())
-                                       .count()));
-                   r.data_json = in.data_json;
-                   r.created_at = util::FormatRfc3339(now);
-                   r.idempotency_key = std::string(req.Header("Idempotency-Key").value_or(""));
-                   r.owner = ctx.ReplicaName();
-                   const store::Status st = co_await http::AwaitCallback<store::Status>(
-                       [&](std::function<void(store::Status)> cb) { store.InsertResource(r, std::move(cb)); });
-                   if (!st.ok()) {
-                       if (st.kind == store::ErrorKind::kTransient)
-                           throw ApiError(503, "store unavailable: " + st.message,
-                                          {{"Retry-After", std::to_string(options.retry_after_seconds)}});
-                       throw ApiError(500, "store error: " + st.message);
-                   }
-                   Response res = Response::Json(201, RenderResource(r));
-                   res.With("Location", "/resources/" + r.id);
-                   co_return res;
-               });
-    router.Add("GET", "/resources/{id}",
-               [&store, options](Request& req, http::RequestContext&) -> boost::asio::awaitable<Response> {
-                   using Found = std::pair<store::Status, std::optional<store::Resource>>;
-                   const std::string id(req.Param("id"));
-                   Found f = co_await http::AwaitCallback<Found>(
-                       [&](std::function<void(Found)> cb) {
-                           store.GetResource(id, [cb = std::move(cb)](store::Status s,
-                                                                      std::optional<store::Resource> r) {
-                               cb(Found{std::move(s), std::move(r)});
-                           });
-                       });
-                   if (!f.first.ok()) {
-                       if (f.first.kind == store::ErrorKind::kTransient)
-                           throw ApiError(503, "store unavailable: " + f.first.message,
-                                          {{"Retry-After", std::to_string(options.retry_after_seconds)}});
-                       throw ApiError(500, "store error: " + f.first.message);
-                   }
-                   if (!f.second) throw ApiError(404, "no resource with id '" + id + "'");
-                   co_return Response::Json(200, RenderResource(*f.second));
-               });
+    router.Add(
+        "POST", "/resources",
+        [&store, &clock, random, options](
+            Request& req, http::RequestContext& ctx) -> boost::asio::awaitable<Response> {
+            const CreateResource in = ParseCreateResource(req, options.max_work_ms);
+            if (in.work_ms > 0 && !co_await ctx.Sleep(std::chrono::milliseconds(in.work_ms)))
+                co_return Response::Problem(503, "cancelled before anything was stored");
+            store::Resource r;
+            const auto now = clock.WallNow();
+            r.id = util::NewUuidV7(
+                random,
+                static_cast<std::uint64_t>(
+                    std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch())
+                        .count()));
+            r.data_json = in.data_json;
+            r.created_at = util::FormatRfc3339(now);
+            r.idempotency_key = std::string(req.Header("Idempotency-Key").value_or(""));
+            r.owner = ctx.ReplicaName();
+            const store::Status st = co_await http::AwaitCallback<store::Status>(
+                [&](std::function<void(store::Status)> cb) {
+                    store.InsertResource(r, std::move(cb));
+                });
+            if (!st.ok()) {
+                if (st.kind == store::ErrorKind::kTransient)
+                    throw ApiError(503, "store unavailable: " + st.message,
+                                   {{"Retry-After", std::to_string(options.retry_after_seconds)}});
+                throw ApiError(500, "store error: " + st.message);
+            }
+            Response res = Response::Json(201, RenderResource(r));
+            res.With("Location", "/resources/" + r.id);
+            co_return res;
+        });
+    router.Add(
+        "GET", "/resources/{id}",
+        [&store, options](Request& req, http::RequestContext&) -> boost::asio::awaitable<Response> {
+            using Found = std::pair<store::Status, std::optional<store::Resource>>;
+            const std::string id(req.Param("id"));
+            Found f = co_await http::AwaitCallback<Found>([&](std::function<void(Found)> cb) {
+                store.GetResource(
+                    id, [cb = std::move(cb)](store::Status s, std::optional<store::Resource> r) {
+                        cb(Found{std::move(s), std::move(r)});
+                    });
+            });
+            if (!f.first.ok()) {
+                if (f.first.kind == store::ErrorKind::kTransient)
+                    throw ApiError(503, "store unavailable: " + f.first.message,
+                                   {{"Retry-After", std::to_string(options.retry_after_seconds)}});
+                throw ApiError(500, "store error: " + f.first.message);
+            }
+            if (!f.second) throw ApiError(404, "no resource with id '" + id + "'");
+            co_return Response::Json(200, RenderResource(*f.second));
+        });
 }
 
 }  // namespace rollsafe::serve

@@ -18,7 +18,7 @@ namespace rollsafe::http {
 /// Per-request context handed to a handler. Lives on the connection's single thread; a
 /// handler must not share it with other threads.
 class RequestContext {
-public:
+  public:
     virtual ~RequestContext() = default;
 
     /// True once the server cancelled this request (shutdown deadline or a second signal).

@@ -14,9 +14,9 @@ using Headers = std::vector<std::pair<std::string, std::string>>;
 
 /// A fully read request. Header names keep their case as sent; lookups ignore case.
 struct Request {
-    std::string method;   ///< "GET", "POST", ...
-    std::string target;   ///< as sent, e.g. "/resources/abc?x=1"
-    std::string path;     ///< target without the query, percent-decoding not applied
+    std::string method;  ///< "GET", "POST", ...
+    std::string target;  ///< as sent, e.g. "/resources/abc?x=1"
+    std::string path;    ///< target without the query, percent-decoding not applied
     Headers headers;
     std::string body;
     /// Values captured by the route pattern, e.g. {"id", "abc"} for "/resources/{id}".

@@ -28,7 +28,7 @@ struct ApiError : std::runtime_error {
 /// e.g. "/accounts/{account}/entries". Not thread-safe to modify; safe to Match concurrently
 /// once built.
 class Router {
-public:
+  public:
     void Add(std::string method, std::string pattern, Handler handler);
 
     struct Match {
@@ -42,7 +42,7 @@ public:
     /// different method gives 405 with the allowed methods.
     Match Find(Request& req) const;
 
-private:
+  private:
     struct Route {
         std::string method;
         std::string pattern;

@@ -25,18 +25,18 @@
 namespace rollsafe::http {
 
 struct ServerOptions {
-    std::string listen = "0.0.0.0:8080";        ///< API listener; port 0 picks a free port
-    std::string admin_listen = "0.0.0.0:9090";  ///< admin listener; port 0 picks a free port
-    int threads = 0;                            ///< 0: number of cores
-    std::size_t header_limit = 16 * 1024;       ///< request line + headers; over it: 431
-    std::size_t body_limit = 1024 * 1024;       ///< over it: 413
+    std::string listen = "0.0.0.0:8080";               ///< API listener; port 0 picks a free port
+    std::string admin_listen = "0.0.0.0:9090";         ///< admin listener; port 0 picks a free port
+    int threads = 0;                                   ///< 0: number of cores
+    std::size_t header_limit = 16 * 1024;              ///< request line + headers; over it: 431
+    std::size_t body_limit = 1024 * 1024;              ///< over it: 413
     std::chrono::milliseconds header_timeout{10'000};  ///< first byte to end of headers: 408
     std::chrono::milliseconds body_timeout{30'000};    ///< end of headers to end of body: 408
     std::chrono::milliseconds idle_timeout{75'000};    ///< keep-alive idle: connection closed
-    std::size_t max_connections = 10'000;       ///< over it: 503 + Retry-After, then close
-    int retry_after_seconds = 1;                ///< Retry-After sent with 503s
-    bool access_log = true;                     ///< one JSON line per request
-    std::string replica_name;                   ///< shown in logs; defaults to the host name
+    std::size_t max_connections = 10'000;              ///< over it: 503 + Retry-After, then close
+    int retry_after_seconds = 1;                       ///< Retry-After sent with 503s
+    bool access_log = true;                            ///< one JSON line per request
+    std::string replica_name;                          ///< shown in logs; defaults to the host name
 };
 
 /// Probes the server answers itself, wired to the lifecycle and a store health check.
@@ -46,7 +46,7 @@ struct Probes {
 };
 
 class Server {
-public:
+  public:
     /// Binds both listeners (throws std::runtime_error with the address on failure). Routes
     /// for /livez, /readyz, /health, /metrics and /lifecycle/prestop are added by the server.
     Server(ServerOptions options, Router api, Router admin, lifecycle::Lifecycle& lifecycle,
@@ -63,7 +63,7 @@ public:
     /// Installs handlers for SIGTERM and SIGINT for its duration.
     void Run();
 
-private:
+  private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

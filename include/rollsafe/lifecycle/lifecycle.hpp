@@ -25,15 +25,15 @@ std::string_view ToString(State s);
 
 /// What the driver must do after an event.
 enum class Action {
-    kNone,           ///< nothing changes
-    kStartDrainTimer,///< entered draining: call OnDrainElapsed() after drain_delay
-    kStartClosing,   ///< entered closing: close listeners and idle connections, arm the deadline
-    kDeadlineNow,    ///< cancel everything still in flight at once
+    kNone,             ///< nothing changes
+    kStartDrainTimer,  ///< entered draining: call OnDrainElapsed() after drain_delay
+    kStartClosing,     ///< entered closing: close listeners and idle connections, arm the deadline
+    kDeadlineNow,      ///< cancel everything still in flight at once
 };
 
 /// Read-only view for sessions and probes.
 class DrainDecision {
-public:
+  public:
     virtual ~DrainDecision() = default;
     /// True once termination has begun: every response must carry `Connection: close`.
     virtual bool ShouldClose() const = 0;
@@ -49,7 +49,7 @@ struct Options {
 /// The lifecycle state machine. Thread-safe: events may come from any thread; state reads are
 /// lock-free.
 class Lifecycle final : public DrainDecision {
-public:
+  public:
     /// Called after each transition, with the lock released, on the thread that caused it.
     using Listener = std::function<void(State from, State to)>;
 
@@ -92,7 +92,7 @@ public:
     /// Registers a transition listener. Call before events start arriving.
     void Subscribe(Listener listener);
 
-private:
+  private:
     void TransitionLocked(State to, std::vector<std::pair<State, State>>& fired);
     void Notify(const std::vector<std::pair<State, State>>& fired);
 

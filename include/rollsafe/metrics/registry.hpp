@@ -15,7 +15,7 @@ namespace rollsafe::metrics {
 
 /// Counters, a latency histogram and gauges for one process. All methods are thread-safe.
 class Registry {
-public:
+  public:
     /// Upper bounds (seconds) of the latency histogram buckets.
     static constexpr std::array<double, 14> kLatencyBuckets{
         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
@@ -32,12 +32,14 @@ public:
     void SetLifecycleState(int state) { lifecycle_state_.store(state, std::memory_order_relaxed); }
     /// Seconds from termination start to the last in-flight request finishing.
     void SetDrainDuration(double seconds);
-    void CountRejectedConnection() { rejected_connections_.fetch_add(1, std::memory_order_relaxed); }
+    void CountRejectedConnection() {
+        rejected_connections_.fetch_add(1, std::memory_order_relaxed);
+    }
 
     /// Renders every metric in Prometheus text format 0.0.4.
     std::string RenderPrometheus() const;
 
-private:
+  private:
     mutable std::mutex mu_;
     std::map<std::pair<std::string, int>, std::uint64_t> requests_;
     std::array<std::uint64_t, kLatencyBuckets.size()> bucket_counts_{};

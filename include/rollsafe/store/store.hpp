@@ -17,11 +17,11 @@ namespace rollsafe::store {
 /// What the caller should do about a failure. Carried by every error so that the retry
 /// decision never depends on message text.
 enum class ErrorKind {
-    kNone,        ///< success
-    kConflict,    ///< a unique constraint decided against us: do not retry as is
-    kTransient,   ///< the store is busy or unreachable: retry later (503 + Retry-After)
-    kInDoubt,     ///< the commit may or may not have happened: re-read before deciding
-    kPermanent,   ///< a bug or corrupt data: 500, do not retry
+    kNone,       ///< success
+    kConflict,   ///< a unique constraint decided against us: do not retry as is
+    kTransient,  ///< the store is busy or unreachable: retry later (503 + Retry-After)
+    kInDoubt,    ///< the commit may or may not have happened: re-read before deciding
+    kPermanent,  ///< a bug or corrupt data: 500, do not retry
 };
 
 struct Status {
@@ -35,10 +35,10 @@ struct Status {
 /// A stored resource (`POST /resources`).
 struct Resource {
     std::string id;
-    std::string data_json;    ///< the request's "data" value, serialized
-    std::string created_at;   ///< RFC 3339 UTC
+    std::string data_json;        ///< the request's "data" value, serialized
+    std::string created_at;       ///< RFC 3339 UTC
     std::string idempotency_key;  ///< empty when the request carried none
-    std::string owner;        ///< the replica that wrote it
+    std::string owner;            ///< the replica that wrote it
 };
 
 struct Durability {
@@ -51,7 +51,7 @@ struct Durability {
 
 /// Storage for the reference API. Implementations are thread-safe.
 class Store {
-public:
+  public:
     virtual ~Store() = default;
 
     /// Inserts `r` durably; the callback runs after the commit (or failure).

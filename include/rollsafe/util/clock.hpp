@@ -10,7 +10,7 @@ namespace rollsafe::util {
 
 /// A source of time. Implementations are thread-safe.
 class Clock {
-public:
+  public:
     using Steady = std::chrono::steady_clock::time_point;
     using Wall = std::chrono::system_clock::time_point;
 
@@ -23,7 +23,7 @@ public:
 
 /// The real clocks of the process.
 class SystemClock final : public Clock {
-public:
+  public:
     Steady SteadyNow() const override { return std::chrono::steady_clock::now(); }
     Wall WallNow() const override { return std::chrono::system_clock::now(); }
     /// A process-wide instance.

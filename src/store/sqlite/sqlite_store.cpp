@@ -17,7 +17,7 @@ constexpr int kSchemaVersion = 1;
 
 /// One connection with a cache of prepared statements. Used by exactly one thread.
 class Connection {
-public:
+  public:
     Connection(const std::string& path, const Durability& d) {
         const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
         if (sqlite3_open_v2(path.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
@@ -93,7 +93,8 @@ public:
         auto it = stmts_.find(sql);
         if (it == stmts_.end()) {
             sqlite3_stmt* s = nullptr;
-            if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr) != SQLITE_OK)
+            if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr) !=
+                SQLITE_OK)
                 throw std::runtime_error(std::string("SQLite prepare: ") + sqlite3_errmsg(db_));
             it = stmts_.emplace(sql, s).first;
         }
@@ -102,7 +103,7 @@ public:
         return it->second;
     }
 
-private:
+  private:
     sqlite3* db_ = nullptr;
     std::unordered_map<const char*, sqlite3_stmt*> stmts_;
 };
@@ -112,14 +113,17 @@ Status FromSqlite(int rc, sqlite3* db) {
     std::string msg = sqlite3_errstr(rc);
     if (db) msg += std::string(": ") + sqlite3_errmsg(db);
     switch (primary) {
-        case SQLITE_CONSTRAINT: return {ErrorKind::kConflict, msg};
+        case SQLITE_CONSTRAINT:
+            return {ErrorKind::kConflict, msg};
         case SQLITE_BUSY:
         case SQLITE_LOCKED:
         case SQLITE_IOERR:
         case SQLITE_FULL:
         case SQLITE_CANTOPEN:
-        case SQLITE_PROTOCOL: return {ErrorKind::kTransient, msg};
-        default: return {ErrorKind::kPermanent, msg};
+        case SQLITE_PROTOCOL:
+            return {ErrorKind::kTransient, msg};
+        default:
+            return {ErrorKind::kPermanent, msg};
     }
 }
 
@@ -158,7 +162,7 @@ void Migrate(Connection& c) {
 
 /// A queue served by one thread that owns one connection.
 class Worker {
-public:
+  public:
     using Job = std::function<Status(Connection&)>;
     using Done = std::function<void(Status)>;
 
@@ -196,7 +200,7 @@ public:
 
     bool Healthy() const { return healthy_.load(std::memory_order_relaxed); }
 
-private:
+  private:
     struct Item {
         Job job;
         Done done;
@@ -210,17 +214,19 @@ private:
                 std::unique_lock lock(mu_);
                 cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
                 if (queue_.empty()) return;  // stopping and drained
-                const std::size_t n = group_commit_
-                                          ? std::min<std::size_t>(queue_.size(),
-                                                                  static_cast<std::size_t>(durability_.max_batch))
-                                          : 1;
+                const std::size_t n =
+                    group_commit_
+                        ? std::min<std::size_t>(queue_.size(),
+                                                static_cast<std::size_t>(durability_.max_batch))
+                        : 1;
                 for (std::size_t i = 0; i < n; ++i) {
                     batch.push_back(std::move(queue_.front()));
                     queue_.pop_front();
                 }
             }
             results.assign(batch.size(), Status::Ok());
-            if (group_commit_) RunBatch(batch, results);
+            if (group_commit_)
+                RunBatch(batch, results);
             else
                 for (std::size_t i = 0; i < batch.size(); ++i) results[i] = RunOne(batch[i]);
             for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move(results[i]));
@@ -288,7 +294,7 @@ private:
 };
 
 class SqliteStore final : public Store {
-public:
+  public:
     SqliteStore(const std::string& path, Durability d)
         : writer_(path, d, /*group_commit=*/true), reader_(path, d, /*group_commit=*/false) {}
 
@@ -303,8 +309,10 @@ public:
                 Bind(s, 1, r.id);
                 Bind(s, 2, r.data_json);
                 Bind(s, 3, r.created_at);
-                if (r.idempotency_key.empty()) sqlite3_bind_null(s, 4);
-                else Bind(s, 4, r.idempotency_key);
+                if (r.idempotency_key.empty())
+                    sqlite3_bind_null(s, 4);
+                else
+                    Bind(s, 4, r.idempotency_key);
                 Bind(s, 5, r.owner);
                 const int rc = sqlite3_step(s);
                 Status st = rc == SQLITE_DONE ? Status::Ok() : FromSqlite(rc, c.db());
@@ -326,7 +334,8 @@ public:
                 const int rc = sqlite3_step(s);
                 auto text = [&](int col) {
                     const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, col));
-                    return std::string(p ? p : "", static_cast<std::size_t>(sqlite3_column_bytes(s, col)));
+                    return std::string(p ? p : "",
+                                       static_cast<std::size_t>(sqlite3_column_bytes(s, col)));
                 };
                 Status st;
                 if (rc == SQLITE_ROW) {
@@ -347,7 +356,7 @@ public:
         reader_.Stop();
     }
 
-private:
+  private:
     Worker writer_;
     Worker reader_;
 };
@@ -364,8 +373,10 @@ std::unique_ptr<Store> OpenSqliteStore(const std::string& path, Durability durab
 
 std::unique_ptr<Store> OpenStore(const std::string& url, Durability durability) {
     std::string_view u = url;
-    if (u.starts_with("sqlite://")) u.remove_prefix(9);
-    else if (u.starts_with("sqlite:")) u.remove_prefix(7);
+    if (u.starts_with("sqlite://"))
+        u.remove_prefix(9);
+    else if (u.starts_with("sqlite:"))
+        u.remove_prefix(7);
     else
         throw std::invalid_argument("unsupported store URL '" + url +
                                     "': expected sqlite:PATH (PostgreSQL comes later)");
