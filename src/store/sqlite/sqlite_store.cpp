@@ -131,6 +131,333 @@ void Bind(sqlite3_stmt* s, int i, const std::string& v) {
     sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
 }
 
+#define kSelectOp                                                                               \
+"SELECT principal, key, fingerprint, state, owner, lease_until_ms, recovery_point,"         \
+" recovery_state, method, path, request_body, response_status, response_headers,"          \
+" response_body, created_at_ms, updated_at_ms FROM journal"
+#define kSelectResource                                                                         \
+"SELECT id, data, created_at, COALESCE(idempotency_key, ''), owner, principal FROM resources"
+#define kSelectEntry                                                                            \
+"SELECT entry_id, account, amount, seq, balance, memo, idempotency_key, principal,"         \
+" created_at FROM entries"
+
+
+std::string Text(sqlite3_stmt* s, int col) {
+    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, col));
+    return std::string(p ? p : "", static_cast<std::size_t>(sqlite3_column_bytes(s, col)));
+}
+
+/// Tx over one connection. Every statement is prepared once and cached; every value is bound.
+class SqliteTx final : public Tx {
+  public:
+    explicit SqliteTx(Connection& c) : c_(c) {}
+
+    std::optional<Operation> GetOperation(const std::string& principal,
+                                          const std::string& key) override {
+        sqlite3_stmt* s = c_.Prepare(kSelectOp " WHERE principal = ?1 AND key = ?2");
+        Bind(s, 1, principal);
+        Bind(s, 2, key);
+        std::optional<Operation> out;
+        if (Step(s)) out = ReadOp(s);
+        sqlite3_reset(s);
+        return out;
+    }
+
+    bool InsertOperation(const Operation& op) override {
+        sqlite3_stmt* s = c_.Prepare(
+            "INSERT INTO journal(principal, key, fingerprint, state, owner, lease_until_ms,"
+            " recovery_point, recovery_state, method, path, request_body, response_status,"
+            " response_headers, response_body, created_at_ms, updated_at_ms)"
+            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+            " ON CONFLICT(principal, key) DO NOTHING");
+        Bind(s, 1, op.principal);
+        Bind(s, 2, op.key);
+        Bind(s, 3, op.fingerprint);
+        Bind(s, 4, op.state);
+        Bind(s, 5, op.owner);
+        sqlite3_bind_int64(s, 6, op.lease_until_ms);
+        Bind(s, 7, op.recovery_point);
+        Bind(s, 8, op.recovery_state);
+        Bind(s, 9, op.method);
+        Bind(s, 10, op.path);
+        Bind(s, 11, op.request_body);
+        sqlite3_bind_int(s, 12, op.response_status);
+        Bind(s, 13, op.response_headers);
+        Bind(s, 14, op.response_body);
+        sqlite3_bind_int64(s, 15, op.created_at_ms);
+        sqlite3_bind_int64(s, 16, op.updated_at_ms);
+        return Change(s) == 1;
+    }
+
+    bool TakeOver(const std::string& principal, const std::string& key,
+                  const std::string& new_owner, std::int64_t lease_until_ms,
+                  std::int64_t now_ms) override {
+        sqlite3_stmt* s = c_.Prepare(
+            "UPDATE journal SET owner = ?3, lease_until_ms = ?4, updated_at_ms = ?5"
+            " WHERE principal = ?1 AND key = ?2 AND state = 'in_progress'"
+            " AND lease_until_ms <= ?5");
+        Bind(s, 1, principal);
+        Bind(s, 2, key);
+        Bind(s, 3, new_owner);
+        sqlite3_bind_int64(s, 4, lease_until_ms);
+        sqlite3_bind_int64(s, 5, now_ms);
+        return Change(s) == 1;
+    }
+
+    bool SaveProgress(const std::string& principal, const std::string& key,
+                      const std::string& owner, const std::string& recovery_point,
+                      const std::string& recovery_state, std::int64_t lease_until_ms,
+                      std::int64_t now_ms) override {
+        sqlite3_stmt* s = c_.Prepare(
+            "UPDATE journal SET recovery_point = ?4, recovery_state = ?5, lease_until_ms = ?6,"
+            " updated_at_ms = ?7"
+            " WHERE principal = ?1 AND key = ?2 AND owner = ?3 AND state = 'in_progress'");
+        Bind(s, 1, principal);
+        Bind(s, 2, key);
+        Bind(s, 3, owner);
+        Bind(s, 4, recovery_point);
+        Bind(s, 5, recovery_state);
+        sqlite3_bind_int64(s, 6, lease_until_ms);
+        sqlite3_bind_int64(s, 7, now_ms);
+        return Change(s) == 1;
+    }
+
+    bool Renew(const std::string& principal, const std::string& key, const std::string& owner,
+               std::int64_t lease_until_ms) override {
+        sqlite3_stmt* s = c_.Prepare(
+            "UPDATE journal SET lease_until_ms = ?4"
+            " WHERE principal = ?1 AND key = ?2 AND owner = ?3 AND state = 'in_progress'");
+        Bind(s, 1, principal);
+        Bind(s, 2, key);
+        Bind(s, 3, owner);
+        sqlite3_bind_int64(s, 4, lease_until_ms);
+        return Change(s) == 1;
+    }
+
+    bool Complete(const std::string& principal, const std::string& key, const std::string& owner,
+                  int status, const std::string& headers_json, const std::string& body,
+                  std::int64_t now_ms) override {
+        sqlite3_stmt* s = c_.Prepare(
+            "UPDATE journal SET state = 'completed', response_status = ?4,"
+            " response_headers = ?5, response_body = ?6, updated_at_ms = ?7, lease_until_ms = 0"
+            " WHERE principal = ?1 AND key = ?2 AND owner = ?3 AND state = 'in_progress'");
+        Bind(s, 1, principal);
+        Bind(s, 2, key);
+        Bind(s, 3, owner);
+        sqlite3_bind_int(s, 4, status);
+        Bind(s, 5, headers_json);
+        Bind(s, 6, body);
+        sqlite3_bind_int64(s, 7, now_ms);
+        return Change(s) == 1;
+    }
+
+    bool Release(const std::string& principal, const std::string& key, const std::string& owner,
+                 std::int64_t now_ms) override {
+        sqlite3_stmt* s = c_.Prepare(
+            "UPDATE journal SET owner = '', lease_until_ms = ?4, updated_at_ms = ?4"
+            " WHERE principal = ?1 AND key = ?2 AND owner = ?3 AND state = 'in_progress'");
+        Bind(s, 1, principal);
+        Bind(s, 2, key);
+        Bind(s, 3, owner);
+        sqlite3_bind_int64(s, 4, now_ms);
+        return Change(s) == 1;
+    }
+
+    std::vector<Operation> ExpiredOperations(std::int64_t now_ms, int limit) override {
+        sqlite3_stmt* s = c_.Prepare(kSelectOp
+                                     " WHERE state = 'in_progress' AND lease_until_ms <= ?1"
+                                     " ORDER BY lease_until_ms LIMIT ?2");
+        sqlite3_bind_int64(s, 1, now_ms);
+        sqlite3_bind_int(s, 2, limit);
+        std::vector<Operation> out;
+        while (Step(s)) out.push_back(ReadOp(s));
+        sqlite3_reset(s);
+        return out;
+    }
+
+    int DeleteCompletedBefore(std::int64_t before_ms, int limit) override {
+        sqlite3_stmt* s = c_.Prepare(
+            "DELETE FROM journal WHERE (principal, key) IN (SELECT principal, key FROM journal"
+            " WHERE state = 'completed' AND updated_at_ms < ?1 LIMIT ?2)");
+        sqlite3_bind_int64(s, 1, before_ms);
+        sqlite3_bind_int(s, 2, limit);
+        return Change(s);
+    }
+
+    std::vector<Operation> AllOperations() override {
+        sqlite3_stmt* s = c_.Prepare(kSelectOp " ORDER BY created_at_ms, principal, key");
+        std::vector<Operation> out;
+        while (Step(s)) out.push_back(ReadOp(s));
+        sqlite3_reset(s);
+        return out;
+    }
+
+    void InsertResource(const Resource& r) override {
+        sqlite3_stmt* s = c_.Prepare(
+            "INSERT INTO resources(id, data, created_at, idempotency_key, owner, principal) "
+            "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+        Bind(s, 1, r.id);
+        Bind(s, 2, r.data_json);
+        Bind(s, 3, r.created_at);
+        if (r.idempotency_key.empty())
+            sqlite3_bind_null(s, 4);
+        else
+            Bind(s, 4, r.idempotency_key);
+        Bind(s, 5, r.owner);
+        Bind(s, 6, r.principal);
+        Change(s);
+    }
+
+    std::optional<Resource> GetResource(const std::string& id) override {
+        sqlite3_stmt* s = c_.Prepare(kSelectResource " WHERE id = ?1");
+        Bind(s, 1, id);
+        std::optional<Resource> out;
+        if (Step(s)) out = ReadResource(s);
+        sqlite3_reset(s);
+        return out;
+    }
+
+    std::vector<Resource> AllResources() override {
+        sqlite3_stmt* s = c_.Prepare(kSelectResource " ORDER BY id");
+        std::vector<Resource> out;
+        while (Step(s)) out.push_back(ReadResource(s));
+        sqlite3_reset(s);
+        return out;
+    }
+
+    bool AppendEntry(LedgerEntry& e) override {
+        std::int64_t balance = 0, last_seq = 0;
+        {
+            sqlite3_stmt* s =
+                c_.Prepare("SELECT balance, last_seq FROM accounts WHERE account = ?1");
+            Bind(s, 1, e.account);
+            if (Step(s)) {
+                balance = sqlite3_column_int64(s, 0);
+                last_seq = sqlite3_column_int64(s, 1);
+            }
+            sqlite3_reset(s);
+        }
+        std::int64_t next = 0;
+        if (__builtin_add_overflow(balance, e.amount, &next)) return false;
+        e.balance = next;
+        e.seq = last_seq + 1;
+        {
+            sqlite3_stmt* s = c_.Prepare(
+                "INSERT INTO accounts(account, balance, last_seq) VALUES (?1, ?2, ?3)"
+                " ON CONFLICT(account) DO UPDATE SET balance = excluded.balance,"
+                " last_seq = excluded.last_seq");
+            Bind(s, 1, e.account);
+            sqlite3_bind_int64(s, 2, e.balance);
+            sqlite3_bind_int64(s, 3, e.seq);
+            Change(s);
+        }
+        sqlite3_stmt* s = c_.Prepare(
+            "INSERT INTO entries(account, seq, entry_id, amount, balance, memo, idempotency_key,"
+            " principal, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+        Bind(s, 1, e.account);
+        sqlite3_bind_int64(s, 2, e.seq);
+        Bind(s, 3, e.entry_id);
+        sqlite3_bind_int64(s, 4, e.amount);
+        sqlite3_bind_int64(s, 5, e.balance);
+        Bind(s, 6, e.memo);
+        Bind(s, 7, e.idempotency_key);
+        Bind(s, 8, e.principal);
+        Bind(s, 9, e.created_at);
+        Change(s);
+        return true;
+    }
+
+    std::optional<std::pair<std::int64_t, std::vector<LedgerEntry>>> GetAccount(
+        const std::string& account) override {
+        sqlite3_stmt* s = c_.Prepare("SELECT balance FROM accounts WHERE account = ?1");
+        Bind(s, 1, account);
+        std::optional<std::pair<std::int64_t, std::vector<LedgerEntry>>> out;
+        if (Step(s)) out.emplace(sqlite3_column_int64(s, 0), std::vector<LedgerEntry>{});
+        sqlite3_reset(s);
+        if (!out) return out;
+        sqlite3_stmt* q = c_.Prepare(kSelectEntry " WHERE account = ?1 ORDER BY seq");
+        Bind(q, 1, account);
+        while (Step(q)) out->second.push_back(ReadEntry(q));
+        sqlite3_reset(q);
+        return out;
+    }
+
+    std::vector<std::pair<std::string, std::int64_t>> AllAccounts() override {
+        sqlite3_stmt* s = c_.Prepare("SELECT account, balance FROM accounts ORDER BY account");
+        std::vector<std::pair<std::string, std::int64_t>> out;
+        while (Step(s)) out.emplace_back(Text(s, 0), sqlite3_column_int64(s, 1));
+        sqlite3_reset(s);
+        return out;
+    }
+
+    std::vector<LedgerEntry> AllEntries() override {
+        sqlite3_stmt* s = c_.Prepare(kSelectEntry " ORDER BY account, seq");
+        std::vector<LedgerEntry> out;
+        while (Step(s)) out.push_back(ReadEntry(s));
+        sqlite3_reset(s);
+        return out;
+    }
+
+  private:
+    bool Step(sqlite3_stmt* s) {
+        const int rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) return true;
+        if (rc == SQLITE_DONE) return false;
+        const Status st = FromSqlite(rc, c_.db());
+        sqlite3_reset(s);
+        throw Error(st.kind, st.message);
+    }
+    /// Runs a write statement to completion; returns the rows it changed.
+    int Change(sqlite3_stmt* s) {
+        while (Step(s)) {
+        }
+        sqlite3_reset(s);
+        return sqlite3_changes(c_.db());
+    }
+    static Operation ReadOp(sqlite3_stmt* s) {
+        Operation o;
+        o.principal = Text(s, 0);
+        o.key = Text(s, 1);
+        o.fingerprint = Text(s, 2);
+        o.state = Text(s, 3);
+        o.owner = Text(s, 4);
+        o.lease_until_ms = sqlite3_column_int64(s, 5);
+        o.recovery_point = Text(s, 6);
+        o.recovery_state = Text(s, 7);
+        o.method = Text(s, 8);
+        o.path = Text(s, 9);
+        o.request_body = Text(s, 10);
+        o.response_status = sqlite3_column_int(s, 11);
+        o.response_headers = Text(s, 12);
+        o.response_body = Text(s, 13);
+        o.created_at_ms = sqlite3_column_int64(s, 14);
+        o.updated_at_ms = sqlite3_column_int64(s, 15);
+        return o;
+    }
+    static Resource ReadResource(sqlite3_stmt* s) {
+        return Resource{Text(s, 0), Text(s, 1), Text(s, 2), Text(s, 3), Text(s, 4), Text(s, 5)};
+    }
+    static LedgerEntry ReadEntry(sqlite3_stmt* s) {
+        LedgerEntry e;
+        e.entry_id = Text(s, 0);
+        e.account = Text(s, 1);
+        e.amount = sqlite3_column_int64(s, 2);
+        e.seq = sqlite3_column_int64(s, 3);
+        e.balance = sqlite3_column_int64(s, 4);
+        e.memo = Text(s, 5);
+        e.idempotency_key = Text(s, 6);
+        e.principal = Text(s, 7);
+        e.created_at = Text(s, 8);
+        return e;
+    }
+
+    Connection& c_;
+};
+
+#undef kSelectOp
+#undef kSelectResource
+#undef kSelectEntry
+
 void Migrate(Connection& c) {
     // BEGIN IMMEDIATE serialises replicas that start at the same moment on one file.
     c.Exec("BEGIN IMMEDIATE");
@@ -150,7 +477,34 @@ void Migrate(Connection& c) {
                 " data TEXT NOT NULL,"
                 " created_at TEXT NOT NULL,"
                 " idempotency_key TEXT,"
-                " owner TEXT NOT NULL DEFAULT '')");
+                " owner TEXT NOT NULL DEFAULT '',"
+                " principal TEXT NOT NULL DEFAULT '')");
+            // Clustered on (principal, key): one B-tree, and the claim's lookup is the insert.
+            c.Exec(
+                "CREATE TABLE IF NOT EXISTS journal ("
+                " principal TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL,"
+                " state TEXT NOT NULL CHECK (state IN ('in_progress', 'completed')),"
+                " owner TEXT NOT NULL, lease_until_ms INTEGER NOT NULL,"
+                " recovery_point TEXT NOT NULL DEFAULT '', recovery_state TEXT NOT NULL DEFAULT '',"
+                " method TEXT NOT NULL, path TEXT NOT NULL, request_body TEXT NOT NULL,"
+                " response_status INTEGER NOT NULL DEFAULT 0,"
+                " response_headers TEXT NOT NULL DEFAULT '', response_body TEXT NOT NULL DEFAULT '',"
+                " created_at_ms INTEGER NOT NULL, updated_at_ms INTEGER NOT NULL,"
+                " PRIMARY KEY (principal, key)) WITHOUT ROWID");
+            // Only in_progress rows are indexed for the recovery scan: completed rows (nearly
+            // all of them) cost no index maintenance.
+            c.Exec(
+                "CREATE INDEX IF NOT EXISTS journal_expired ON journal(lease_until_ms)"
+                " WHERE state = 'in_progress'");
+            c.Exec(
+                "CREATE TABLE IF NOT EXISTS accounts ("
+                " account TEXT PRIMARY KEY, balance INTEGER NOT NULL, last_seq INTEGER NOT NULL)");
+            c.Exec(
+                "CREATE TABLE IF NOT EXISTS entries ("
+                " account TEXT NOT NULL, seq INTEGER NOT NULL, entry_id TEXT NOT NULL UNIQUE,"
+                " amount INTEGER NOT NULL, balance INTEGER NOT NULL, memo TEXT NOT NULL,"
+                " idempotency_key TEXT NOT NULL, principal TEXT NOT NULL, created_at TEXT NOT NULL,"
+                " PRIMARY KEY (account, seq))");
         }
         c.Exec("PRAGMA user_version=" + std::to_string(kSchemaVersion));
         c.Exec("COMMIT");
@@ -163,18 +517,18 @@ void Migrate(Connection& c) {
 /// A queue served by one thread that owns one connection.
 class Worker {
   public:
-    using Job = std::function<Status(Connection&)>;
     using Done = std::function<void(Status)>;
 
     Worker(std::string path, Durability d, bool group_commit)
         : path_(std::move(path)), durability_(std::move(d)), group_commit_(group_commit) {
         conn_ = std::make_unique<Connection>(path_, durability_);
         if (group_commit_) Migrate(*conn_);
+        tx_ = std::make_unique<SqliteTx>(*conn_);
         thread_ = std::thread([this] { Run(); });
     }
     ~Worker() { Stop(); }
 
-    void Submit(Job job, Done done) {
+    void Submit(store::Job job, Done done) {
         {
             std::lock_guard lock(mu_);
             if (!stopping_) {
@@ -194,6 +548,7 @@ class Worker {
                 cv_.notify_all();
             }
             if (thread_.joinable()) thread_.join();
+            tx_.reset();
             conn_.reset();
         });
     }
@@ -202,7 +557,7 @@ class Worker {
 
   private:
     struct Item {
-        Job job;
+        store::Job job;
         Done done;
     };
 
@@ -228,18 +583,44 @@ class Worker {
             if (group_commit_)
                 RunBatch(batch, results);
             else
-                for (std::size_t i = 0; i < batch.size(); ++i) results[i] = RunOne(batch[i]);
+                for (std::size_t i = 0; i < batch.size(); ++i) results[i] = RunRead(batch[i]);
             for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move(results[i]));
             batch.clear();
         }
     }
 
-    Status RunOne(Item& item) {
+    Status Invoke(Item& item) {
         try {
-            return item.job(*conn_);
+            return item.job(*tx_);
+        } catch (const Error& e) {
+            return {e.kind, e.what()};
         } catch (const std::exception& e) {
             return {ErrorKind::kPermanent, e.what()};
         }
+    }
+
+    // A read job sees one snapshot for all its statements.
+    Status RunRead(Item& item) {
+        sqlite3* db = conn_->db();
+        int rc = sqlite3_exec(db, "BEGIN", nullptr, nullptr, nullptr);
+        if (rc != SQLITE_OK) return FromSqlite(rc, db);
+        Status st = Invoke(item);
+        sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
+        return st;
+    }
+
+    // Each write job runs in its own savepoint, so a job that fails (or decides to abort)
+    // takes back exactly its own statements and leaves its neighbours in the batch alone.
+    Status RunOne(Item& item) {
+        sqlite3* db = conn_->db();
+        int rc = sqlite3_step(conn_->Prepare("SAVEPOINT job"));
+        if (rc != SQLITE_DONE) return FromSqlite(rc, db);
+        Status st = Invoke(item);
+        if (sqlite3_get_autocommit(db)) return st;  // SQLite rolled back the whole transaction
+        if (!st.ok()) sqlite3_step(conn_->Prepare("ROLLBACK TO job"));
+        rc = sqlite3_step(conn_->Prepare("RELEASE job"));
+        if (rc != SQLITE_DONE && st.ok()) st = FromSqlite(rc, db);
+        return st;
     }
 
     // Every write of the batch shares one transaction and so one fsync; each job is atomic on
@@ -284,6 +665,7 @@ class Worker {
     Durability durability_;
     bool group_commit_;
     std::unique_ptr<Connection> conn_;
+    std::unique_ptr<SqliteTx> tx_;
     std::mutex mu_;
     std::condition_variable cv_;
     std::deque<Item> queue_;
@@ -300,53 +682,12 @@ class SqliteStore final : public Store {
 
     ~SqliteStore() override { Shutdown(); }
 
-    void InsertResource(Resource r, std::function<void(Status)> done) override {
-        writer_.Submit(
-            [r = std::move(r)](Connection& c) -> Status {
-                sqlite3_stmt* s = c.Prepare(
-                    "INSERT INTO resources(id, data, created_at, idempotency_key, owner) "
-                    "VALUES (?1, ?2, ?3, ?4, ?5)");
-                Bind(s, 1, r.id);
-                Bind(s, 2, r.data_json);
-                Bind(s, 3, r.created_at);
-                if (r.idempotency_key.empty())
-                    sqlite3_bind_null(s, 4);
-                else
-                    Bind(s, 4, r.idempotency_key);
-                Bind(s, 5, r.owner);
-                const int rc = sqlite3_step(s);
-                Status st = rc == SQLITE_DONE ? Status::Ok() : FromSqlite(rc, c.db());
-                sqlite3_reset(s);
-                return st;
-            },
-            std::move(done));
+    void Write(Job job, std::function<void(Status)> done) override {
+        writer_.Submit(std::move(job), std::move(done));
     }
 
-    void GetResource(std::string id,
-                     std::function<void(Status, std::optional<Resource>)> done) override {
-        auto found = std::make_shared<std::optional<Resource>>();
-        reader_.Submit(
-            [id = std::move(id), found](Connection& c) -> Status {
-                sqlite3_stmt* s = c.Prepare(
-                    "SELECT id, data, created_at, COALESCE(idempotency_key, ''), owner "
-                    "FROM resources WHERE id = ?1");
-                Bind(s, 1, id);
-                const int rc = sqlite3_step(s);
-                auto text = [&](int col) {
-                    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, col));
-                    return std::string(p ? p : "",
-                                       static_cast<std::size_t>(sqlite3_column_bytes(s, col)));
-                };
-                Status st;
-                if (rc == SQLITE_ROW) {
-                    *found = Resource{text(0), text(1), text(2), text(3), text(4)};
-                } else if (rc != SQLITE_DONE) {
-                    st = FromSqlite(rc, c.db());
-                }
-                sqlite3_reset(s);
-                return st;
-            },
-            [found, done = std::move(done)](Status st) { done(std::move(st), std::move(*found)); });
+    void Read(Job job, std::function<void(Status)> done) override {
+        reader_.Submit(std::move(job), std::move(done));
     }
 
     bool Healthy() const override { return writer_.Healthy(); }
