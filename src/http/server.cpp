@@ -111,6 +111,7 @@ struct Loop {
     // Declared before the io_context: frames destroyed with the io_context unlink themselves
     // from this list, so it must outlive it.
     std::list<std::shared_ptr<Conn>> conns;
+    std::list<Context*> background;  // running background tasks (Server::Spawn)
     asio::io_context ioc{1};
     std::thread thread;
 };
@@ -253,6 +254,9 @@ struct Server::Impl {
                         c->sock.cancel(e);
                     }
                 }
+                // Background work (recovery) hands its operations back at once rather than
+                // holding the exit: another replica takes them over.
+                for (auto* ctx : lp->background) ctx->Cancel();
             });
         }
         deadline_timer->expires_after(lc.GetOptions().shutdown_timeout);
@@ -567,11 +571,12 @@ struct Server::Impl {
             res.body() = std::move(out.res.body);
             res.keep_alive(keep_alive);
             res.prepare_payload();
+            // Counted before the write: a client that has its answer must find it in /metrics.
+            const auto latency = std::chrono::steady_clock::now() - started;
+            metrics.RecordRequest(out.route, out.res.status, latency);
             conn->phase = Phase::kWriting;
             auto [wec, wn] = co_await bhttp::async_write(conn->sock, res, kTuple);
             (void)wn;
-            const auto latency = std::chrono::steady_clock::now() - started;
-            metrics.RecordRequest(out.route, out.res.status, latency);
             if (opt.access_log) {
                 boost::json::object o;
                 o["method"] = have_request ? req.method : "-";
@@ -591,6 +596,38 @@ struct Server::Impl {
             }
         }
         conn->phase = Phase::kIdle;
+    }
+
+    awaitable<void> RunBackground(Loop& loop, BackgroundTask task, bool counted) {
+        Context ctx(opt.replica_name, loop.ioc.get_executor());
+        loop.background.push_front(&ctx);
+        auto it = loop.background.begin();
+        struct Unlink {
+            Impl* self;
+            Loop& loop;
+            std::list<Context*>::iterator it;
+            bool counted;
+            ~Unlink() {
+                loop.background.erase(it);
+                if (counted) self->RequestDone();
+            }
+        } unlink{this, loop, it, counted};
+        if (lc.GetState() >= lifecycle::State::kClosing) ctx.Cancel();
+        try {
+            co_await task(ctx);
+        } catch (const std::exception& e) {
+            util::LogEvent("background_error", {{"error", e.what()}});
+        }
+    }
+
+    void Spawn(BackgroundTask task, bool counted) {
+        if (finished.load()) return;
+        if (counted) {
+            in_flight.fetch_add(1);
+            metrics.AddInFlight(1);
+        }
+        Loop& loop = NextLoop();
+        asio::co_spawn(loop.ioc, RunBackground(loop, std::move(task), counted), asio::detached);
     }
 
     void Run() {
@@ -663,5 +700,7 @@ unsigned short Server::ApiPort() const { return impl_->api_acc->local_endpoint()
 unsigned short Server::AdminPort() const { return impl_->admin_acc->local_endpoint().port(); }
 
 void Server::Run() { impl_->Run(); }
+
+void Server::Spawn(BackgroundTask task, bool counted) { impl_->Spawn(std::move(task), counted); }
 
 }  // namespace rollsafe::http

@@ -51,8 +51,8 @@ std::string Registry::RenderPrometheus() const {
         out += "rollsafe_http_requests_total{route=\"" + EscapeLabel(k.first) + "\",status=\"" +
                std::to_string(k.second) + "\"} " + std::to_string(n) + "\n";
     out +=
-        "# HELP rollsafe_http_request_duration_seconds Time from request header to response "
-        "written.\n";
+        "# HELP rollsafe_http_request_duration_seconds Time from a request's first byte to "
+        "its response being ready.\n";
     out += "# TYPE rollsafe_http_request_duration_seconds histogram\n";
     for (std::size_t i = 0; i < kLatencyBuckets.size(); ++i)
         out += "rollsafe_http_request_duration_seconds_bucket{le=\"" + Num(kLatencyBuckets[i]) +

@@ -45,8 +45,13 @@ void ExpectClosedAfter(const HttpResponse& r, HttpConnection& conn) {
     EXPECT_EQ(closed, PeerClose::kClosed) << "connection after the error: " << ToString(closed);
 }
 
-const std::string kPostHead =
-    "POST /resources HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n";
+// Every POST carries its own Idempotency-Key, so each case reaches the check it is about.
+std::string PostHead() {
+    static int n = 0;
+    return "POST /resources HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+           "Idempotency-Key: bad-input-" +
+           std::to_string(++n) + "\r\n";
+}
 
 TEST(BadInput, MalformedRequestLineGets400AndConnectionClosed) {
     ServeProcess server;
@@ -102,7 +107,7 @@ TEST(BadInput, BodyOverLimitGets413) {
 
 TEST(BadInput, PostWithoutContentLengthGets411) {
     ServeProcess server;
-    const HttpResponse r = SendRawRequest(server.ApiPort(), kPostHead + "\r\n");
+    const HttpResponse r = SendRawRequest(server.ApiPort(), PostHead() + "\r\n");
     EXPECT_TRUE(IsProblem(r, 411));
 }
 
@@ -111,7 +116,7 @@ TEST(BadInput, ChunkedPostIsAcceptedAsFramed) {
     ServeProcess server;
     const HttpResponse r = SendRawRequest(
         server.ApiPort(),
-        kPostHead + "Transfer-Encoding: chunked\r\n\r\na\r\n{\"data\":1}\r\n0\r\n\r\n");
+        PostHead() + "Transfer-Encoding: chunked\r\n\r\na\r\n{\"data\":1}\r\n0\r\n\r\n");
     EXPECT_EQ(r.status, 201);
 }
 
@@ -191,7 +196,7 @@ TEST(BadInput, BodyNotCompleteWithinBodyTimeoutGets408AndClose) {
     HttpConnection conn = HttpConnection::Connect(server.ApiPort());
     ASSERT_TRUE(conn.IsOpen());
     const auto sent = SteadyClock::now();
-    ASSERT_EQ(conn.SendRaw(kPostHead + "Content-Length: 100\r\n\r\n{\"data\":"), 0);
+    ASSERT_EQ(conn.SendRaw(PostHead() + "Content-Length: 100\r\n\r\n{\"data\":"), 0);
 
     const HttpResponse r = conn.ReadResponse(sent + 5s);
     EXPECT_TRUE(IsProblem(r, 408));
@@ -207,7 +212,7 @@ TEST(BadInput, ContentLengthWithTransferEncodingGets400) {
     ServeProcess server;
     HttpConnection conn;
     const HttpResponse r = SendRawRequest(server.ApiPort(),
-                                          kPostHead +
+                                          PostHead() +
                                               "Content-Length: 10\r\nTransfer-Encoding: "
                                               "chunked\r\n\r\na\r\n{\"data\":1}\r\n0\r\n\r\n",
                                           &conn);
@@ -272,7 +277,7 @@ TEST(ProblemJson, EveryErrorResponseIsProblemJson) {
          BuildRequest("POST", "/resources", JsonHeaders(),
                       ResourceBody("\"" + std::string(2000, 'z') + "\"")),
          413},
-        {"POST without Content-Length", kPostHead + "\r\n", 411},
+        {"POST without Content-Length", PostHead() + "\r\n", 411},
         {"wrong content type",
          BuildRequest("POST", "/resources", {{"Content-Type", "text/plain"}}, ResourceBody("1")),
          415},
@@ -283,7 +288,7 @@ TEST(ProblemJson, EveryErrorResponseIsProblemJson) {
         {"work_ms out of range",
          BuildRequest("POST", "/resources", JsonHeaders(), ResourceBody("1", -5)), 400},
         {"Content-Length with Transfer-Encoding",
-         kPostHead + "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+         PostHead() + "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
         {"headers over limit", BuildRequest("GET", "/livez", {{"X-Big", std::string(3000, 'b')}}),
          431},
     };

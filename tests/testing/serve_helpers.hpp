@@ -25,7 +25,8 @@ inline constexpr std::chrono::milliseconds kLetRequestArrive{300};
 /// `{"data":<data_json>,"work_ms":<work_ms>}`, without "work_ms" when it is not given.
 std::string ResourceBody(std::string_view data_json, std::optional<long long> work_ms = {});
 
-/// Headers for a JSON POST, plus `Idempotency-Key` when `key` is non-empty.
+/// Headers for a JSON POST with `Idempotency-Key: key`, or a fresh unique key when `key` is
+/// empty.
 Headers JsonHeaders(std::string_view key = {});
 
 /// Opens a connection and sends `POST /resources` with `work_ms` (not waiting for the

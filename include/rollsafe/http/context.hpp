@@ -36,20 +36,24 @@ class RequestContext {
 
 /// Adapts a callback-style asynchronous call to an awaitable. `start` receives a callback
 /// that may be invoked from any thread, exactly once; the awaiting coroutine resumes on its
-/// own executor with the value.
-template <class T>
-boost::asio::awaitable<T> AwaitCallback(std::function<void(std::function<void(T)>)> start) {
+/// own executor with the value. `start` runs when the result is awaited.
+///
+/// Deliberately not a coroutine itself: GCC 12 destroys by-value coroutine parameters that
+/// are moved into init-captures twice, so nothing here takes a callable by value across a
+/// suspension point.
+template <class T, class Start>
+auto AwaitCallback(Start&& start) {
     namespace asio = boost::asio;
-    auto ex = co_await asio::this_coro::executor;
-    co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(T)>(
-        [ex](auto handler, std::function<void(std::function<void(T)>)> begin) {
+    return asio::async_initiate<decltype(asio::use_awaitable), void(T)>(
+        [](auto handler, auto begin) {
             using H = decltype(handler);
+            auto ex = asio::get_associated_executor(handler);
             auto h = std::make_shared<H>(std::move(handler));
-            begin([h, ex](T v) {
+            begin(std::function<void(T)>([h, ex](T v) {
                 asio::post(ex, [h, v = std::move(v)]() mutable { (*h)(std::move(v)); });
-            });
+            }));
         },
-        asio::use_awaitable, std::move(start));
+        asio::use_awaitable, std::forward<Start>(start));
 }
 
 }  // namespace rollsafe::http

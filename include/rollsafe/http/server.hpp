@@ -45,6 +45,9 @@ struct Probes {
     std::function<bool()> dependencies_ready = [] { return true; };
 };
 
+/// Work the server runs outside any request (e.g. the recovery worker).
+using BackgroundTask = std::function<boost::asio::awaitable<void>(RequestContext&)>;
+
 class Server {
   public:
     /// Binds both listeners (throws std::runtime_error with the address on failure). Routes
@@ -58,6 +61,13 @@ class Server {
     /// Bound ports (useful with port 0).
     unsigned short ApiPort() const;
     unsigned short AdminPort() const;
+
+    /// Runs `task` on one of the event loops. Thread-safe; may be called before Run() (the
+    /// task starts when the loops do) or from a handler. A `counted` task is in flight like a
+    /// request (the process does not exit while it runs). Every background task is cancelled
+    /// (RequestContext::Cancelled, Sleep returns false) as soon as closing begins, so it should
+    /// hand its work back and return promptly. Exceptions are logged and swallowed.
+    void Spawn(BackgroundTask task, bool counted);
 
     /// Marks the lifecycle ready, serves until the lifecycle reaches stopped, then returns.
     /// Installs handlers for SIGTERM and SIGINT for its duration.
