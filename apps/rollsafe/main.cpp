@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "audit/cmd_audit.hpp"
 #include "serve/cmd_serve.hpp"
 
 #ifndef ROLLSAFE_VERSION
@@ -19,6 +20,7 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     std::function<int()> run;
     rollsafe::serve::AddServeCommand(app, &run);
+    rollsafe::audit::AddAuditCommand(app, &run);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

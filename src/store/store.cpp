@@ -13,8 +13,7 @@ void Store::InsertResource(Resource r, std::function<void(Status)> done) {
         std::move(done));
 }
 
-void Store::GetResource(std::string id,
-                        std::function<void(Status, std::optional<Resource>)> done) {
+void Store::GetResource(std::string id, std::function<void(Status, std::optional<Resource>)> done) {
     auto found = std::make_shared<std::optional<Resource>>();
     Read(
         [id = std::move(id), found](Tx& tx) {

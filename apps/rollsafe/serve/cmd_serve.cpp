@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <csignal>
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 #include <thread>
@@ -12,6 +14,7 @@
 #include "rollsafe/store/store.hpp"
 #include "rollsafe/util/duration.hpp"
 #include "rollsafe/util/log.hpp"
+#include "serve/recovery.hpp"
 #include "serve/resources.hpp"
 
 namespace rollsafe::serve {
@@ -32,6 +35,9 @@ struct Flags {
     std::size_t max_connections = 10'000;
     std::int64_t max_work_ms = 600'000;
     std::string sync = "full";
+    std::string lease = "10s";
+    std::string recovery_interval = "2s";
+    std::string retention = "24h";
     std::string name;
     bool no_access_log = false;
 };
@@ -81,9 +87,21 @@ int Run(const Flags& f) {
     lifecycle::Lifecycle lc(util::SystemClock::Instance(),
                             {Dur(f.drain_delay), Dur(f.shutdown_timeout)});
     metrics::Registry registry;
+    OperationEnv env{*st, util::SystemClock::Instance(), util::SystemRandom(), {}, 1, 0, {}};
+    env.lease = Dur(f.lease);
+    env.max_work_ms = f.max_work_ms;
+    // Fault injection for the crash tests: die right after a recovery point is committed.
+    if (const char* crash = std::getenv("ROLLSAFE_TEST_CRASH_AFTER"); crash && *crash) {
+        env.after_commit = [point = std::string(crash)](const std::string& p) {
+            if (p == point) {
+                util::LogEvent("test_crash", {{"after", p}});
+                std::raise(SIGKILL);
+            }
+        };
+    }
     http::Router api;
-    AddResourceRoutes(api, *st, util::SystemClock::Instance(), util::SystemRandom(),
-                      {f.max_work_ms, 1});
+    AddResourceRoutes(api, env);
+    AddAccountRoutes(api, env);
     http::Probes probes;
     probes.dependencies_ready = [s = st.get()] { return s->Healthy(); };
 
@@ -95,6 +113,8 @@ int Run(const Flags& f) {
         std::cerr << "rollsafe serve: " << e.what() << "\n";
         return 1;
     }
+    server->Spawn(RecoveryLoop(env, *server, {Dur(f.recovery_interval), Dur(f.retention)}),
+                  /*counted=*/false);
     const auto host = [](const std::string& a) { return a.substr(0, a.rfind(':')); };
     util::LogEvent(
         "listening",
@@ -170,6 +190,19 @@ void AddServeCommand(CLI::App& app, std::function<int()>* run) {
     cmd->add_option("--sync", flags->sync,
                     "SQLite durability: full (survives power loss), normal (survives a crash), off")
         ->check(CLI::IsMember({"full", "normal", "off"}))
+        ->capture_default_str();
+    cmd->add_option("--lease", flags->lease,
+                    "Journal lease of a running operation, renewed while it works; a crashed "
+                    "replica's operations are recovered after it")
+        ->check(dur)
+        ->capture_default_str();
+    cmd->add_option("--recovery-interval", flags->recovery_interval,
+                    "How often to look for operations whose owner died")
+        ->check(dur)
+        ->capture_default_str();
+    cmd->add_option("--retention", flags->retention,
+                    "Completed journal rows are kept this long (replays work within it)")
+        ->check(dur)
         ->capture_default_str();
     cmd->add_option("--name", flags->name,
                     "Replica name in logs and stored rows (default: host name)");

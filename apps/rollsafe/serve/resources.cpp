@@ -1,5 +1,7 @@
 #include "serve/resources.hpp"
 
+#include "serve/operations.hpp"
+
 #include <boost/json.hpp>
 
 namespace rollsafe::serve {
@@ -29,42 +31,8 @@ CreateResource ParseCreateResource(const Request& req, std::int64_t max_work_ms)
     if (!ct || !IsJsonMediaType(*ct))
         throw ApiError(415, "Content-Type must be application/json, not '" +
                                 std::string(ct.value_or("")) + "'");
-    boost::json::parse_options popt;
-    popt.max_depth = kMaxJsonDepth;
-    boost::json::stream_parser p({}, popt);
-    boost::system::error_code ec;
-    const std::size_t used = p.write(req.body.data(), req.body.size(), ec);
-    if (!ec) p.finish(ec);
-    if (ec == boost::json::error::too_deep)
-        throw ApiError(
-            400, "request body nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
-    if (ec)
-        throw ApiError(400, "request body is not valid JSON: " + ec.message() + " (near byte " +
-                                std::to_string(used) + ")");
-    const boost::json::value v = p.release();
-    if (!v.is_object()) throw ApiError(400, "request body must be a JSON object");
-    const auto& o = v.get_object();
-    for (const auto& kv : o)
-        if (kv.key() != "data" && kv.key() != "work_ms")
-            throw ApiError(400, "unknown field '" + std::string(kv.key()) +
-                                    "'; expected \"data\" and optionally \"work_ms\"");
-    const auto* data = o.if_contains("data");
-    if (!data) throw ApiError(400, "field \"data\" is required");
-    CreateResource out;
-    out.data_json = boost::json::serialize(*data);
-    if (const auto* w = o.if_contains("work_ms")) {
-        std::int64_t ms = -1;
-        if (w->is_int64())
-            ms = w->as_int64();
-        else if (w->is_uint64() && w->as_uint64() <= static_cast<std::uint64_t>(max_work_ms))
-            ms = static_cast<std::int64_t>(w->as_uint64());
-        else if (!w->is_uint64())
-            throw ApiError(400, "\"work_ms\" must be an integer number of milliseconds");
-        if (ms < 0 || ms > max_work_ms)
-            throw ApiError(400, "\"work_ms\" must be between 0 and " + std::to_string(max_work_ms));
-        out.work_ms = ms;
-    }
-    return out;
+    const Plan p = ParsePlan("/resources", req.body, max_work_ms);
+    return {p.data_json, p.work_ms};
 }
 
 std::string RenderResource(const store::Resource& r) {
@@ -73,60 +41,71 @@ std::string RenderResource(const store::Resource& r) {
            ",\"created_at\":" + Quote(r.created_at) + "}";
 }
 
-void AddResourceRoutes(http::Router& router, store::Store& store, const util::Clock& clock,
-                       util::RandomSource random, ResourceOptions options) {
-    router.Add(
-        "POST", "/resources",
-        [&store, &clock, random, options](
-            Request& req, http::RequestContext& ctx) -> boost::asio::awaitable<Response> {
-            const CreateResource in = ParseCreateResource(req, options.max_work_ms);
-            if (in.work_ms > 0 && !co_await ctx.Sleep(std::chrono::milliseconds(in.work_ms)))
-                co_return Response::Problem(503, "cancelled before anything was stored");
-            store::Resource r;
-            const auto now = clock.WallNow();
-            r.id = util::NewUuidV7(
-                random,
-                static_cast<std::uint64_t>(
-                    std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch())
-                        .count()));
-            r.data_json = in.data_json;
-            r.created_at = util::FormatRfc3339(now);
-            r.idempotency_key = std::string(req.Header("Idempotency-Key").value_or(""));
-            r.owner = ctx.ReplicaName();
-            const store::Status st = co_await http::AwaitCallback<store::Status>(
-                [&](std::function<void(store::Status)> cb) {
-                    store.InsertResource(r, std::move(cb));
-                });
-            if (!st.ok()) {
-                if (st.kind == store::ErrorKind::kTransient)
-                    throw ApiError(503, "store unavailable: " + st.message,
-                                   {{"Retry-After", std::to_string(options.retry_after_seconds)}});
-                throw ApiError(500, "store error: " + st.message);
-            }
-            Response res = Response::Json(201, RenderResource(r));
-            res.With("Location", "/resources/" + r.id);
-            co_return res;
-        });
-    router.Add(
-        "GET", "/resources/{id}",
-        [&store, options](Request& req, http::RequestContext&) -> boost::asio::awaitable<Response> {
-            using Found = std::pair<store::Status, std::optional<store::Resource>>;
-            const std::string id(req.Param("id"));
-            Found f = co_await http::AwaitCallback<Found>([&](std::function<void(Found)> cb) {
-                store.GetResource(
-                    id, [cb = std::move(cb)](store::Status s, std::optional<store::Resource> r) {
-                        cb(Found{std::move(s), std::move(r)});
-                    });
-            });
-            if (!f.first.ok()) {
-                if (f.first.kind == store::ErrorKind::kTransient)
-                    throw ApiError(503, "store unavailable: " + f.first.message,
-                                   {{"Retry-After", std::to_string(options.retry_after_seconds)}});
-                throw ApiError(500, "store error: " + f.first.message);
-            }
-            if (!f.second) throw ApiError(404, "no resource with id '" + id + "'");
-            co_return Response::Json(200, RenderResource(*f.second));
-        });
+void AddResourceRoutes(http::Router& router, OperationEnv& env) {
+    router.Add("POST", "/resources",
+               [&env](Request& req, http::RequestContext& ctx) -> boost::asio::awaitable<Response> {
+                   co_return co_await HandleIdempotentPost(env, req, ctx);
+               });
+    router.Add("GET", "/resources/{id}",
+               [&env](Request& req, http::RequestContext&) -> boost::asio::awaitable<Response> {
+                   const std::string id(req.Param("id"));
+                   std::optional<store::Resource> found;
+                   const store::Status st = co_await http::AwaitCallback<store::Status>(
+                       [&](std::function<void(store::Status)> cb) {
+                           env.store.Read(
+                               [&found, &id](store::Tx& tx) {
+                                   found = tx.GetResource(id);
+                                   return store::Status::Ok();
+                               },
+                               std::move(cb));
+                       });
+                   if (!st.ok())
+                       throw ApiError(503, "store unavailable: " + st.message,
+                                      {{"Retry-After", std::to_string(env.retry_after_seconds)}});
+                   if (!found) throw ApiError(404, "no resource with id '" + id + "'");
+                   co_return Response::Json(200, RenderResource(*found));
+               });
+}
+
+void AddAccountRoutes(http::Router& router, OperationEnv& env) {
+    router.Add("POST", "/accounts/{account}/entries",
+               [&env](Request& req, http::RequestContext& ctx) -> boost::asio::awaitable<Response> {
+                   co_return co_await HandleIdempotentPost(env, req, ctx);
+               });
+    router.Add("GET", "/accounts/{account}",
+               [&env](Request& req, http::RequestContext&) -> boost::asio::awaitable<Response> {
+                   const std::string account(req.Param("account"));
+                   std::optional<std::pair<std::int64_t, std::vector<store::LedgerEntry>>> found;
+                   const store::Status st = co_await http::AwaitCallback<store::Status>(
+                       [&](std::function<void(store::Status)> cb) {
+                           env.store.Read(
+                               [&found, &account](store::Tx& tx) {
+                                   found = tx.GetAccount(account);
+                                   return store::Status::Ok();
+                               },
+                               std::move(cb));
+                       });
+                   if (!st.ok())
+                       throw ApiError(503, "store unavailable: " + st.message,
+                                      {{"Retry-After", std::to_string(env.retry_after_seconds)}});
+                   if (!found) throw ApiError(404, "no entries for account '" + account + "'");
+                   boost::json::object o;
+                   o["account"] = account;
+                   o["balance"] = found->first;
+                   boost::json::array entries;
+                   for (const auto& e : found->second) {
+                       boost::json::object j;
+                       j["entry_id"] = e.entry_id;
+                       j["seq"] = e.seq;
+                       j["amount"] = e.amount;
+                       j["balance"] = e.balance;
+                       j["memo"] = e.memo;
+                       j["created_at"] = e.created_at;
+                       entries.push_back(std::move(j));
+                   }
+                   o["entries"] = std::move(entries);
+                   co_return Response::Json(200, boost::json::serialize(o));
+               });
 }
 
 }  // namespace rollsafe::serve

@@ -14,13 +14,9 @@
 #include "rollsafe/store/store.hpp"
 #include "rollsafe/util/clock.hpp"
 #include "rollsafe/util/random.hpp"
+#include "serve/operations.hpp"
 
 namespace rollsafe::serve {
-
-struct ResourceOptions {
-    std::int64_t max_work_ms = 600'000;
-    int retry_after_seconds = 1;
-};
 
 /// Deepest nesting of arrays and objects accepted in a request body (the body object itself
 /// is level 1). Bounds the parser's stack use on hostile input.
@@ -40,9 +36,13 @@ CreateResource ParseCreateResource(const http::Request& req, std::int64_t max_wo
 /// The JSON representation returned by both endpoints.
 std::string RenderResource(const store::Resource& r);
 
-/// Adds `POST /resources` and `GET /resources/{id}` to `router`. `store`, `clock` and
-/// `random` must outlive the router.
-void AddResourceRoutes(http::Router& router, store::Store& store, const util::Clock& clock,
-                       util::RandomSource random, ResourceOptions options);
+/// Adds `POST /resources` (exactly-once through the journal) and `GET /resources/{id}`.
+void AddResourceRoutes(http::Router& router, OperationEnv& env);
+
+/// Adds the ordered ledger: `POST /accounts/{account}/entries` `{"amount": non-zero int64,
+/// "memo": string ≤ 256 bytes, "work_ms": int}` → 201 `{"entry_id","account","amount","seq",
+/// "balance"}` (422 when the balance would overflow), and `GET /accounts/{account}` →
+/// `{"account","balance","entries"}` or 404.
+void AddAccountRoutes(http::Router& router, OperationEnv& env);
 
 }  // namespace rollsafe::serve

@@ -61,8 +61,8 @@ struct Operation {
     std::string method;               ///< the request, kept so that recovery needs no client
     std::string path;
     std::string request_body;
-    int response_status = 0;        ///< set when completed
-    std::string response_headers;   ///< JSON array of [name, value] pairs
+    int response_status = 0;       ///< set when completed
+    std::string response_headers;  ///< JSON array of [name, value] pairs
     std::string response_body;
     std::int64_t created_at_ms = 0;
     std::int64_t updated_at_ms = 0;

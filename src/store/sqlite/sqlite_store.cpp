@@ -131,16 +131,15 @@ void Bind(sqlite3_stmt* s, int i, const std::string& v) {
     sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
 }
 
-#define kSelectOp                                                                               \
-"SELECT principal, key, fingerprint, state, owner, lease_until_ms, recovery_point,"         \
-" recovery_state, method, path, request_body, response_status, response_headers,"          \
-" response_body, created_at_ms, updated_at_ms FROM journal"
-#define kSelectResource                                                                         \
-"SELECT id, data, created_at, COALESCE(idempotency_key, ''), owner, principal FROM resources"
-#define kSelectEntry                                                                            \
-"SELECT entry_id, account, amount, seq, balance, memo, idempotency_key, principal,"         \
-" created_at FROM entries"
-
+#define kSelectOp                                                                       \
+    "SELECT principal, key, fingerprint, state, owner, lease_until_ms, recovery_point," \
+    " recovery_state, method, path, request_body, response_status, response_headers,"   \
+    " response_body, created_at_ms, updated_at_ms FROM journal"
+#define kSelectResource \
+    "SELECT id, data, created_at, COALESCE(idempotency_key, ''), owner, principal FROM resources"
+#define kSelectEntry                                                                    \
+    "SELECT entry_id, account, amount, seq, balance, memo, idempotency_key, principal," \
+    " created_at FROM entries"
 
 std::string Text(sqlite3_stmt* s, int col) {
     const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, col));
@@ -488,7 +487,8 @@ void Migrate(Connection& c) {
                 " recovery_point TEXT NOT NULL DEFAULT '', recovery_state TEXT NOT NULL DEFAULT '',"
                 " method TEXT NOT NULL, path TEXT NOT NULL, request_body TEXT NOT NULL,"
                 " response_status INTEGER NOT NULL DEFAULT 0,"
-                " response_headers TEXT NOT NULL DEFAULT '', response_body TEXT NOT NULL DEFAULT '',"
+                " response_headers TEXT NOT NULL DEFAULT '', response_body TEXT NOT NULL DEFAULT "
+                "'',"
                 " created_at_ms INTEGER NOT NULL, updated_at_ms INTEGER NOT NULL,"
                 " PRIMARY KEY (principal, key)) WITHOUT ROWID");
             // Only in_progress rows are indexed for the recovery scan: completed rows (nearly

@@ -1,0 +1,387 @@
+#include "serve/operations.hpp"
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <limits>
+
+#include "rollsafe/http/router.hpp"
+#include "rollsafe/journal/journal.hpp"
+#include "serve/resources.hpp"
+
+namespace rollsafe::serve {
+
+using http::ApiError;
+using http::Request;
+using http::Response;
+namespace json = boost::json;
+
+namespace {
+
+std::int64_t NowMs(const util::Clock& clock) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(clock.WallNow().time_since_epoch())
+        .count();
+}
+
+bool IsJsonMediaType(std::string_view ct) {
+    std::string_view type = ct.substr(0, ct.find(';'));
+    while (!type.empty() && type.back() == ' ') type.remove_suffix(1);
+    std::string lower(type);
+    for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return lower == "application/json" ||
+           (lower.starts_with("application/") && lower.ends_with("+json"));
+}
+
+json::object ParseObject(const std::string& body) {
+    json::parse_options popt;
+    popt.max_depth = kMaxJsonDepth;
+    json::stream_parser p({}, popt);
+    boost::system::error_code ec;
+    const std::size_t used = p.write(body.data(), body.size(), ec);
+    if (!ec) p.finish(ec);
+    if (ec == json::error::too_deep)
+        throw ApiError(
+            400, "request body nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+    if (ec)
+        throw ApiError(400, "request body is not valid JSON: " + ec.message() + " (near byte " +
+                                std::to_string(used) + ")");
+    json::value v = p.release();
+    if (!v.is_object()) throw ApiError(400, "request body must be a JSON object");
+    return std::move(v.get_object());
+}
+
+std::int64_t WorkMs(const json::object& o, std::int64_t max_work_ms) {
+    const auto* w = o.if_contains("work_ms");
+    if (!w) return 0;
+    std::int64_t ms = -1;
+    if (w->is_int64())
+        ms = w->as_int64();
+    else if (w->is_uint64() && w->as_uint64() <= static_cast<std::uint64_t>(max_work_ms))
+        ms = static_cast<std::int64_t>(w->as_uint64());
+    else if (!w->is_uint64())
+        throw ApiError(400, "\"work_ms\" must be an integer number of milliseconds");
+    if (ms < 0 || ms > max_work_ms)
+        throw ApiError(400, "\"work_ms\" must be between 0 and " + std::to_string(max_work_ms));
+    return ms;
+}
+
+void RejectUnknown(const json::object& o, std::initializer_list<std::string_view> known) {
+    for (const auto& kv : o)
+        if (std::find(known.begin(), known.end(), kv.key()) == known.end())
+            throw ApiError(400, "unknown field '" + std::string(kv.key()) + "'");
+}
+
+/// "/accounts/{account}/entries" → account, validated.
+std::string AccountFromPath(const std::string& path) {
+    constexpr std::string_view kPrefix = "/accounts/", kSuffix = "/entries";
+    if (!path.starts_with(kPrefix) || !path.ends_with(kSuffix) ||
+        path.size() <= kPrefix.size() + kSuffix.size())
+        throw ApiError(404, "no route for " + path);
+    std::string account =
+        path.substr(kPrefix.size(), path.size() - kPrefix.size() - kSuffix.size());
+    if (account.size() > 64 || !std::all_of(account.begin(), account.end(), [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+        }))
+        throw ApiError(400, "account must be 1-64 characters of A-Z a-z 0-9 . _ -");
+    return account;
+}
+
+Response Stored(const store::Operation& op) {
+    Response r;
+    r.status = op.response_status;
+    r.headers = HeadersFromJson(op.response_headers);
+    r.body = op.response_body;
+    return r;
+}
+
+Response Conflict(std::int64_t retry_after_s, const std::string& why) {
+    // 409, never 503: behind nginx with http_503 retries and max_fails, a 503 for "in
+    // progress" would eject a healthy replica from the upstream.
+    Response r = Response::Problem(409, why);
+    r.With("Retry-After", std::to_string(retry_after_s));
+    return r;
+}
+
+/// Runs one store job and waits for its commit.
+/// Not a coroutine (see AwaitCallback): the job is copied into the store when awaited.
+auto Commit(store::Store& store, store::Job job) {
+    return http::AwaitCallback<store::Status>(
+        [&store, job = std::move(job)](std::function<void(store::Status)> cb) mutable {
+            store.Write(std::move(job), std::move(cb));
+        });
+}
+
+// The replica that runs an operation: the claim token is "<replica>/<nonce>".
+std::string env_owner(const store::Operation& op) { return op.owner.substr(0, op.owner.find('/')); }
+
+/// The last phase: the operation's effect and the row's completion, in one transaction.
+Response Finalize(store::Tx& tx, OperationEnv& env, const Plan& plan, const store::Operation& op,
+                  const json::object& state) {
+    const std::int64_t now = NowMs(env.clock);
+    auto str = [&](std::string_view k) -> std::string {
+        const auto* v = state.if_contains(k);
+        return v && v->is_string() ? std::string(v->as_string()) : std::string();
+    };
+    std::string id = str("id");
+    if (id.empty()) id = util::NewUuidV7(env.random, static_cast<std::uint64_t>(now));
+    std::string created_at = str("created_at");
+    if (created_at.empty()) created_at = util::FormatRfc3339(env.clock.WallNow());
+    Response res;
+    if (plan.kind == Plan::Kind::kResource) {
+        store::Resource r{id, plan.data_json, created_at, op.key, env_owner(op), op.principal};
+        tx.InsertResource(r);
+        res = Response::Json(201, RenderResource(r));
+        res.With("Location", "/resources/" + id);
+    } else {
+        store::LedgerEntry e;
+        e.entry_id = id;
+        e.account = plan.account;
+        e.amount = plan.amount;
+        e.memo = plan.memo;
+        e.idempotency_key = op.key;
+        e.principal = op.principal;
+        e.created_at = created_at;
+        if (!tx.AppendEntry(e)) {
+            res = Response::Problem(
+                422, "the entry would overflow the balance of account '" + plan.account + "'");
+        } else {
+            json::object o;
+            o["entry_id"] = e.entry_id;
+            o["account"] = e.account;
+            o["amount"] = e.amount;
+            o["seq"] = e.seq;
+            o["balance"] = e.balance;
+            res = Response::Json(201, json::serialize(o));
+        }
+    }
+    if (!tx.Complete(op.principal, op.key, op.owner, res.status, HeadersToJson(res.headers),
+                     res.body, now))
+        throw store::Error(store::ErrorKind::kConflict, "claim lost before completion");
+    return res;
+}
+
+}  // namespace
+
+std::string HeadersToJson(const http::Headers& h) {
+    json::array a;
+    for (const auto& [k, v] : h) a.push_back(json::array{json::string(k), json::string(v)});
+    return json::serialize(a);
+}
+
+http::Headers HeadersFromJson(const std::string& text) {
+    http::Headers out;
+    boost::system::error_code ec;
+    const json::value v = json::parse(text, ec);
+    if (ec || !v.is_array()) return out;
+    for (const auto& pair : v.get_array()) {
+        const auto* a = pair.if_array();
+        if (!a || a->size() != 2 || !(*a)[0].is_string() || !(*a)[1].is_string()) continue;
+        out.emplace_back(std::string((*a)[0].get_string()), std::string((*a)[1].get_string()));
+    }
+    return out;
+}
+
+Plan ParsePlan(const std::string& path, const std::string& body, std::int64_t max_work_ms) {
+    const json::object o = ParseObject(body);
+    Plan p;
+    if (path == "/resources") {
+        RejectUnknown(o, {"data", "work_ms"});
+        const auto* data = o.if_contains("data");
+        if (!data) throw ApiError(400, "field \"data\" is required");
+        p.kind = Plan::Kind::kResource;
+        p.data_json = json::serialize(*data);
+    } else {
+        p.kind = Plan::Kind::kEntry;
+        p.account = AccountFromPath(path);
+        RejectUnknown(o, {"amount", "memo", "work_ms"});
+        const auto* amount = o.if_contains("amount");
+        if (!amount || !amount->is_int64() || amount->as_int64() == 0)
+            throw ApiError(400, "\"amount\" must be a non-zero integer within int64");
+        p.amount = amount->as_int64();
+        if (const auto* memo = o.if_contains("memo")) {
+            if (!memo->is_string()) throw ApiError(400, "\"memo\" must be a string");
+            if (memo->as_string().size() > 256)
+                throw ApiError(400, "\"memo\" must be at most 256 bytes");
+            p.memo = std::string(memo->as_string());
+        }
+    }
+    p.work_ms = WorkMs(o, max_work_ms);
+    return p;
+}
+
+boost::asio::awaitable<Response> RunOperation(OperationEnv& env, const store::Operation& claimed,
+                                              http::RequestContext& ctx) {
+    store::Operation op = claimed;
+    const Plan plan = ParsePlan(op.path, op.request_body, std::numeric_limits<std::int64_t>::max());
+    json::object state;
+    if (!op.recovery_state.empty()) {
+        boost::system::error_code ec;
+        auto v = json::parse(op.recovery_state, ec);
+        if (!ec && v.is_object()) state = std::move(v.get_object());
+    }
+    auto hook = [&](const char* point) {
+        if (env.after_commit) env.after_commit(point);
+    };
+    auto lease_until = [&] { return NowMs(env.clock) + env.lease.count(); };
+    auto release = [&]() -> boost::asio::awaitable<void> {
+        co_await Commit(env.store, [&](store::Tx& tx) {
+            tx.Release(op.principal, op.key, op.owner, NowMs(env.clock));
+            return store::Status::Ok();
+        });
+    };
+    auto failed = [&](const store::Status& st) {
+        Response r = Response::Problem(503, "store unavailable: " + st.message);
+        r.With("Retry-After", std::to_string(env.retry_after_seconds));
+        return r;
+    };
+    auto lost = [&] {
+        return Conflict(1,
+                        "this operation was taken over by another replica; retry to get "
+                        "its result");
+    };
+
+    if (op.recovery_point.empty() && plan.work_ms > 0) {
+        // reserve: the effect's id is fixed here, so a resumed operation creates the same one.
+        state["id"] = util::NewUuidV7(env.random, static_cast<std::uint64_t>(NowMs(env.clock)));
+        state["created_at"] = util::FormatRfc3339(env.clock.WallNow());
+        bool owned = false;
+        const std::string st_json = json::serialize(state);
+        auto st = co_await Commit(env.store, [&](store::Tx& tx) {
+            owned = tx.SaveProgress(op.principal, op.key, op.owner, "reserved", st_json,
+                                    lease_until(), NowMs(env.clock));
+            return store::Status::Ok();
+        });
+        if (!st.ok()) co_return failed(st);
+        if (!owned) co_return lost();
+        op.recovery_point = "reserved";
+        op.recovery_state = st_json;
+        hook("reserved");
+    }
+    if (op.recovery_point == "reserved") {
+        // work: renew the lease as we go; a cancelled request hands the operation back at once.
+        const auto slice = std::max<std::int64_t>(50, env.lease.count() / 3);
+        std::int64_t left = plan.work_ms;
+        while (left > 0) {
+            const auto step = std::min(left, slice);
+            if (!co_await ctx.Sleep(std::chrono::milliseconds(step))) {
+                co_await release();
+                Response r = Response::Problem(503, "cancelled; the operation was released");
+                r.With("Retry-After", std::to_string(env.retry_after_seconds));
+                co_return r;
+            }
+            left -= step;
+            bool owned = false;
+            auto st = co_await Commit(env.store, [&](store::Tx& tx) {
+                owned = tx.Renew(op.principal, op.key, op.owner, lease_until());
+                return store::Status::Ok();
+            });
+            if (!st.ok()) co_return failed(st);
+            if (!owned) co_return lost();
+        }
+        bool owned = false;
+        auto st = co_await Commit(env.store, [&](store::Tx& tx) {
+            owned = tx.SaveProgress(op.principal, op.key, op.owner, "worked", op.recovery_state,
+                                    lease_until(), NowMs(env.clock));
+            return store::Status::Ok();
+        });
+        if (!st.ok()) co_return failed(st);
+        if (!owned) co_return lost();
+        op.recovery_point = "worked";
+        hook("worked");
+    }
+    // finalize
+    if (ctx.Cancelled()) {
+        co_await release();
+        co_return Response::Problem(503, "cancelled; the operation was released");
+    }
+    Response res;
+    bool owned = true;
+    auto st = co_await Commit(env.store, [&](store::Tx& tx) {
+        try {
+            res = Finalize(tx, env, plan, op, state);
+        } catch (const store::Error& e) {
+            if (e.kind != store::ErrorKind::kConflict) throw;
+            owned = false;
+            return store::Status{store::ErrorKind::kConflict, e.what()};
+        }
+        return store::Status::Ok();
+    });
+    if (!owned) co_return lost();
+    if (!st.ok()) co_return failed(st);
+    hook("completed");
+    co_return res;
+}
+
+boost::asio::awaitable<Response> HandleIdempotentPost(OperationEnv& env, Request& req,
+                                                      http::RequestContext& ctx) {
+    const auto ct = req.Header("Content-Type");
+    if (!ct || !IsJsonMediaType(*ct))
+        throw ApiError(415, "Content-Type must be application/json, not '" +
+                                std::string(ct.value_or("")) + "'");
+    const auto header = req.Header("Idempotency-Key");
+    if (!header)
+        throw ApiError(400,
+                       "the Idempotency-Key header is required on POST (any unique string "
+                       "of 1-255 visible ASCII characters, e.g. a UUID)");
+    std::string why;
+    const auto key = journal::ParseIdempotencyKey(*header, &why);
+    if (!key) throw ApiError(400, why);
+    const Plan plan = ParsePlan(req.path, req.body, env.max_work_ms);
+
+    const std::int64_t now = NowMs(env.clock);
+    store::Operation fresh;
+    fresh.principal = journal::PrincipalFor(req.Header("Authorization"));
+    fresh.key = *key;
+    fresh.fingerprint = journal::Fingerprint(req.method, req.path, req.body);
+    fresh.state = "in_progress";
+    fresh.owner = ctx.ReplicaName() + "/" + util::NewUuid(env.random).substr(0, 13);
+    fresh.lease_until_ms = now + env.lease.count();
+    fresh.method = req.method;
+    fresh.path = req.path;
+    fresh.request_body = req.body;
+    fresh.created_at_ms = now;
+    fresh.updated_at_ms = now;
+
+    journal::ClaimResult claim;
+    Response fast;
+    bool fast_done = false;
+    auto st = co_await Commit(env.store, [&](store::Tx& tx) {
+        claim = journal::Claim(tx, fresh, now);
+        // An operation with nothing to wait for claims, executes and completes in one commit.
+        if (claim.decision == journal::Decision::kExecute && plan.work_ms == 0) {
+            fast = Finalize(tx, env, plan, claim.op, {});
+            fast_done = true;
+        }
+        return store::Status::Ok();
+    });
+    if (!st.ok()) {
+        if (st.kind == store::ErrorKind::kTransient || st.kind == store::ErrorKind::kInDoubt)
+            throw ApiError(503, "store unavailable: " + st.message,
+                           {{"Retry-After", std::to_string(env.retry_after_seconds)}});
+        throw ApiError(500, "store error: " + st.message);
+    }
+    switch (claim.decision) {
+        case journal::Decision::kReplay: {
+            Response r = Stored(claim.op);
+            r.With("Idempotent-Replayed", "true");
+            co_return r;
+        }
+        case journal::Decision::kMismatch:
+            co_return Response::Problem(422,
+                                        "this Idempotency-Key was already used for a "
+                                        "different request (method, path or body differ)");
+        case journal::Decision::kInProgress:
+            co_return Conflict(claim.retry_after_s,
+                               "a request with this Idempotency-Key is still in progress");
+        case journal::Decision::kExecute:
+            if (fast_done) {
+                if (env.after_commit) env.after_commit("completed");
+                co_return fast;
+            }
+            [[fallthrough]];
+        case journal::Decision::kResume:
+            co_return co_await RunOperation(env, claim.op, ctx);
+    }
+    co_return Response::Problem(500, "unreachable");
+}
+
+}  // namespace rollsafe::serve
