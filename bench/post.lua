@@ -8,6 +8,9 @@
 -- same database never reuse a key.
 
 local run = os.getenv("BENCH_RUN_ID")
+-- BENCH_KEYS=N: cycle over N keys per thread (same key, same body), so once each key has
+-- been used once every request is a replay of a completed operation.
+local nkeys = tonumber(os.getenv("BENCH_KEYS") or "")
 
 -- setup() runs once per thread in the main Lua state: number the threads.
 local nthreads = 0
@@ -34,6 +37,7 @@ end
 
 function request()
   counter = counter + 1
+  if nkeys and nkeys > 0 then counter = (counter - 1) % nkeys + 1 end
   headers["Idempotency-Key"] = prefix .. counter
   -- about 100 bytes on the wire
   local body = string.format(

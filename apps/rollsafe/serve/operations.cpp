@@ -337,7 +337,9 @@ boost::asio::awaitable<Response> HandleIdempotentPost(OperationEnv& env, Request
     fresh.lease_until_ms = now + env.lease.count();
     fresh.method = req.method;
     fresh.path = req.path;
-    fresh.request_body = req.body;
+    // Only an operation that can be left half-done needs its request kept for recovery; one
+    // that completes in its claiming commit is identified by its fingerprint alone.
+    if (plan.work_ms > 0) fresh.request_body = req.body;
     fresh.created_at_ms = now;
     fresh.updated_at_ms = now;
 
