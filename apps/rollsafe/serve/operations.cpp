@@ -161,6 +161,42 @@ Response Finalize(store::Tx& tx, OperationEnv& env, const Plan& plan, const stor
 
 }  // namespace
 
+void KeyedLock::Acquire(const std::string& key, std::function<void(bool)> granted) {
+    {
+        std::lock_guard lock(mu_);
+        auto [it, inserted] = held_.try_emplace(key);
+        if (!inserted) {
+            it->second.push_back(std::move(granted));
+            return;
+        }
+    }
+    granted(true);
+}
+
+void KeyedLock::Release(const std::string& key) {
+    std::function<void(bool)> next;
+    {
+        std::lock_guard lock(mu_);
+        auto it = held_.find(key);
+        if (it == held_.end()) return;
+        if (it->second.empty()) {
+            held_.erase(it);
+            return;
+        }
+        next = std::move(it->second.front());
+        it->second.pop_front();
+    }
+    next(true);  // outside the lock: it may post, or (rarely) acquire again
+}
+
+boost::asio::awaitable<KeyGuard> LockFor(OperationEnv& env, const Plan& plan) {
+    if (plan.kind != Plan::Kind::kEntry) co_return KeyGuard{};
+    co_await http::AwaitCallback<bool>([&](std::function<void(bool)> cb) {
+        env.account_locks->Acquire(plan.account, std::move(cb));
+    });
+    co_return KeyGuard(env.account_locks.get(), plan.account);
+}
+
 std::string HeadersToJson(const http::Headers& h) {
     json::array a;
     for (const auto& [k, v] : h) a.push_back(json::array{json::string(k), json::string(v)});
@@ -343,6 +379,8 @@ boost::asio::awaitable<Response> HandleIdempotentPost(OperationEnv& env, Request
     fresh.created_at_ms = now;
     fresh.updated_at_ms = now;
 
+    // Held until the response is ready: entries of one account apply in arrival order.
+    const KeyGuard account_lock = co_await LockFor(env, plan);
     journal::ClaimResult claim;
     Response fast;
     bool fast_done = false;

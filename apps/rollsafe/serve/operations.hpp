@@ -7,8 +7,13 @@
 #include <boost/asio/awaitable.hpp>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_map>
+#include <utility>
 
 #include "rollsafe/http/context.hpp"
 #include "rollsafe/http/message.hpp"
@@ -17,6 +22,37 @@
 #include "rollsafe/util/random.hpp"
 
 namespace rollsafe::serve {
+
+/// FIFO mutual exclusion per key (the ledger's per-account lock on one replica). Thread-safe.
+class KeyedLock {
+  public:
+    /// Calls `granted` exactly once, when the caller holds `key`: at once (on this thread)
+    /// when it is free, else from the Release() that hands it over, in arrival order.
+    void Acquire(const std::string& key, std::function<void(bool)> granted);
+    /// Hands `key` to the next waiter, or frees it.
+    void Release(const std::string& key);
+
+  private:
+    std::mutex mu_;
+    std::unordered_map<std::string, std::deque<std::function<void(bool)>>> held_;
+};
+
+/// Holds a KeyedLock key until destroyed.
+class KeyGuard {
+  public:
+    KeyGuard() = default;
+    KeyGuard(KeyedLock* lock, std::string key) : lock_(lock), key_(std::move(key)) {}
+    KeyGuard(KeyGuard&& o) noexcept
+        : lock_(std::exchange(o.lock_, nullptr)), key_(std::move(o.key_)) {}
+    KeyGuard& operator=(KeyGuard&&) = delete;
+    ~KeyGuard() {
+        if (lock_) lock_->Release(key_);
+    }
+
+  private:
+    KeyedLock* lock_ = nullptr;
+    std::string key_;
+};
 
 /// Everything an operation needs from its process. All references must outlive the handlers.
 struct OperationEnv {
@@ -29,6 +65,8 @@ struct OperationEnv {
     /// Test hook: called with "reserved", "worked" or "completed" right after that recovery
     /// point is committed (the integration tests SIGKILL the process there). May be empty.
     std::function<void(const std::string& point)> after_commit;
+    /// Per-account order for ledger entries (SQLite: `--lock local`).
+    std::shared_ptr<KeyedLock> account_locks = std::make_shared<KeyedLock>();
 };
 
 /// A validated request, parsed from the client's body or from the journal row on recovery.
@@ -60,6 +98,10 @@ boost::asio::awaitable<http::Response> HandleIdempotentPost(OperationEnv& env, h
 /// `op` must stay alive until the returned awaitable completes.
 boost::asio::awaitable<http::Response> RunOperation(OperationEnv& env, const store::Operation& op,
                                                     http::RequestContext& ctx);
+
+/// Entries of one account run one at a time in arrival order: waits for the account's lock
+/// when `path`/`body` is a ledger entry, and returns the guard (empty for other requests).
+boost::asio::awaitable<KeyGuard> LockFor(OperationEnv& env, const Plan& plan);
 
 /// Serialises a response for the journal and back.
 std::string HeadersToJson(const http::Headers& h);

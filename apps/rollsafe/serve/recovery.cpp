@@ -1,5 +1,7 @@
 #include "serve/recovery.hpp"
 
+#include <limits>
+
 #include "rollsafe/util/log.hpp"
 
 namespace rollsafe::serve {
@@ -51,6 +53,9 @@ http::BackgroundTask RecoveryLoop(OperationEnv& env, http::Server& server,
                                                      {"recovery_point", op.recovery_point}});
                 server.Spawn(
                     [&env, op](http::RequestContext& task_ctx) -> boost::asio::awaitable<void> {
+                        const Plan plan = ParsePlan(op.path, op.request_body,
+                                                    std::numeric_limits<std::int64_t>::max());
+                        const KeyGuard lock = co_await LockFor(env, plan);
                         const http::Response r = co_await RunOperation(env, op, task_ctx);
                         util::LogEvent("recovery_done", {{"key", op.key}, {"status", r.status}});
                     },
