@@ -550,13 +550,20 @@ struct Server::Impl {
                     }
                     conn->ctx = nullptr;
                     if (ctx.Cancelled()) {
-                        // The shutdown deadline passed: whatever the handler produced was rolled
-                        // back, so tell the client to retry elsewhere.
-                        out.res = Response::Problem(503,
-                                                    "the server is shutting down; the request "
-                                                    "was cancelled and nothing was stored");
-                        out.res.With("Retry-After", std::to_string(opt.retry_after_seconds));
+                        // The handler decides what a cancellation means: a commit that already
+                        // returned is acknowledged as it is. Anything else becomes 503 with
+                        // Retry-After, and the connection ends either way.
                         out.close = true;
+                        if (out.res.status < 200 || out.res.status >= 300) {
+                            if (out.res.status != 503)
+                                out.res = Response::Problem(
+                                    503,
+                                    "the server is shutting down; the request was "
+                                    "cancelled and nothing was stored");
+                            if (!out.res.Header("Retry-After"))
+                                out.res.With("Retry-After",
+                                             std::to_string(opt.retry_after_seconds));
+                        }
                     }
                 }
             }

@@ -8,7 +8,25 @@ namespace rollsafe::journal {
 
 std::optional<std::string> ParseIdempotencyKey(std::string_view header, std::string* error) {
     std::string_view v = header;
-    if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
+    std::string unescaped;
+    if (v.size() >= 2 && v.front() == '"' && v.back() == '"') {
+        // A structured-field string (RFC 8941 3.3.3): only \" and \\ are escapes.
+        v = v.substr(1, v.size() - 2);
+        for (std::size_t i = 0; i < v.size(); ++i) {
+            if (v[i] == '\\') {
+                if (i + 1 == v.size() || (v[i + 1] != '"' && v[i + 1] != '\\')) {
+                    *error = "Idempotency-Key: a quoted key may escape only \\\" and \\\\";
+                    return std::nullopt;
+                }
+                ++i;
+            } else if (v[i] == '"') {
+                *error = "Idempotency-Key: a quoted key must escape '\"' as '\\\"'";
+                return std::nullopt;
+            }
+            unescaped += v[i];
+        }
+        v = unescaped;
+    }
     if (v.empty()) {
         *error = "Idempotency-Key must not be empty";
         return std::nullopt;

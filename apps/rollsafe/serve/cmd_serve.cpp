@@ -195,6 +195,13 @@ void AddServeCommand(CLI::App& app, std::function<int()>* run) {
                     "Journal lease of a running operation, renewed while it works; a crashed "
                     "replica's operations are recovered after it")
         ->check(dur)
+        ->check(CLI::Validator(
+            [](std::string& v) -> std::string {
+                return util::ParseDuration(v)->count() >= 300
+                           ? std::string()
+                           : "--lease must be at least 300ms (it is renewed every third of it)";
+            },
+            "DURATION>=300ms"))
         ->capture_default_str();
     cmd->add_option("--recovery-interval", flags->recovery_interval,
                     "How often to look for operations whose owner died")

@@ -265,9 +265,21 @@ boost::asio::awaitable<Response> RunOperation(OperationEnv& env, const store::Op
         });
     };
     auto failed = [&](const store::Status& st) {
+        // The error kind carries the retry decision: only a transient or in-doubt failure
+        // invites a retry.
+        if (st.kind == store::ErrorKind::kPermanent)
+            return Response::Problem(500, "store error: " + st.message);
         Response r = Response::Problem(503, "store unavailable: " + st.message);
         r.With("Retry-After", std::to_string(env.retry_after_seconds));
         return r;
+    };
+    auto cancelled = [&]() -> boost::asio::awaitable<Response> {
+        co_await release();
+        Response r = Response::Problem(503,
+                                       "cancelled by the server's shutdown; the operation "
+                                       "was released and a retry will complete it");
+        r.With("Retry-After", std::to_string(env.retry_after_seconds));
+        co_return r;
     };
     auto lost = [&] {
         return Conflict(1,
@@ -275,6 +287,8 @@ boost::asio::awaitable<Response> RunOperation(OperationEnv& env, const store::Op
                         "its result");
     };
 
+    // Cancelled while the claim was committing: commit nothing new, hand the row back.
+    if (ctx.Cancelled()) co_return co_await cancelled();
     if (op.recovery_point.empty() && plan.work_ms > 0) {
         // reserve: the effect's id is fixed here, so a resumed operation creates the same one.
         state["id"] = util::NewUuidV7(env.random, static_cast<std::uint64_t>(NowMs(env.clock)));
@@ -298,12 +312,8 @@ boost::asio::awaitable<Response> RunOperation(OperationEnv& env, const store::Op
         std::int64_t left = plan.work_ms;
         while (left > 0) {
             const auto step = std::min(left, slice);
-            if (!co_await ctx.Sleep(std::chrono::milliseconds(step))) {
-                co_await release();
-                Response r = Response::Problem(503, "cancelled; the operation was released");
-                r.With("Retry-After", std::to_string(env.retry_after_seconds));
-                co_return r;
-            }
+            if (!co_await ctx.Sleep(std::chrono::milliseconds(step)))
+                co_return co_await cancelled();
             left -= step;
             bool owned = false;
             auto st = co_await Commit(env.store, [&](store::Tx& tx) {
@@ -325,10 +335,7 @@ boost::asio::awaitable<Response> RunOperation(OperationEnv& env, const store::Op
         hook("worked");
     }
     // finalize
-    if (ctx.Cancelled()) {
-        co_await release();
-        co_return Response::Problem(503, "cancelled; the operation was released");
-    }
+    if (ctx.Cancelled()) co_return co_await cancelled();
     Response res;
     bool owned = true;
     auto st = co_await Commit(env.store, [&](store::Tx& tx) {

@@ -71,6 +71,8 @@ class TestContext final : public http::RequestContext {
 
     /// The request is cancelled when it first sleeps (that is, once it has started work).
     void CancelOnSleep() { cancel_on_sleep_ = true; }
+    /// Cancels now (the handler sees it at its next check).
+    void Cancel() { cancelled_ = true; }
     int sleeps() const { return sleeps_; }
 
   private:
@@ -121,6 +123,15 @@ http::Request Post(const std::string& path, const std::string& body, const std::
     return r;
 }
 
+/// When a test request is cancelled (by default never).
+struct Cancel {
+    bool on_sleep = false;  ///< when it first sleeps (during work)
+    std::string after;      ///< right after this recovery point is committed
+
+    static Cancel OnSleep() { return {true, {}}; }
+    static Cancel After(std::string point) { return {false, std::move(point)}; }
+};
+
 /// The kinds of POST under test.
 struct Kind {
     std::string name;
@@ -162,7 +173,10 @@ class OperationsTest : public ::testing::Test {
           env_{.store = *store_,
                .clock = util::SystemClock::Instance(),
                .random = util::SystemRandom(),
-               .lease = kLease} {}
+               .lease = kLease,
+               .retry_after_seconds = 1,
+               .max_work_ms = 600'000,
+               .after_commit = {}} {}
 
     static store::Durability Fast() {
         store::Durability d;
@@ -172,17 +186,31 @@ class OperationsTest : public ::testing::Test {
 
     /// Runs HandleIdempotentPost to completion on the io_context, waiting at most
     /// kMaxTestWait. A timeout fails the test and stops every later Run().
-    Outcome Run(const http::Request& req, bool cancel_on_sleep = false) {
+    Outcome Run(const http::Request& req, const Cancel& cancel = {}) {
+        return Run(req, cancel, nullptr);
+    }
+
+    /// As above; `started` (if any) is called with the call once it is spawned.
+    Outcome Run(const http::Request& req, const Cancel& cancel,
+                const std::function<void(Call&)>& started) {
         if (broken_) {
             ADD_FAILURE() << "an earlier request timed out";
             return {};
         }
         auto call = std::make_shared<Call>();
         call->req = req;
-        if (cancel_on_sleep) call->ctx.CancelOnSleep();
+        if (cancel.on_sleep) call->ctx.CancelOnSleep();
+        if (!cancel.after.empty()) {
+            // Runs on the io_context's thread, from inside the handler.
+            env_.after_commit = [&ctx = call->ctx, point = cancel.after](const std::string& p) {
+                if (p == point) ctx.Cancel();
+            };
+        }
         Spawn(call);
+        if (started) started(*call);
         io_.restart();
         io_.run_for(kMaxTestWait);
+        env_.after_commit = nullptr;
         if (!call->out.finished) {
             ADD_FAILURE() << "the request did not finish within " << kMaxTestWait.count() << " s";
             broken_ = true;
@@ -270,8 +298,7 @@ class OperationsTest : public ::testing::Test {
             EXPECT_EQ(op->state, "completed")
                 << "resource " << r.id << " exists for key " << op->key << " not completed";
             EXPECT_NE(op->response_body.find(r.id), std::string::npos)
-                << "key " << op->key << " answered " << op->response_body << " but made "
-                << r.id;
+                << "key " << op->key << " answered " << op->response_body << " but made " << r.id;
         }
         for (const auto& e : t.entries) {
             ++effects[{e.principal, e.idempotency_key}];
@@ -405,6 +432,41 @@ class OperationsTest : public ::testing::Test {
         return m;
     }
 
+    /// The countdown over lost acknowledgements: the Nth commit of a request happens but is
+    /// reported in doubt (kInDoubt). The client must be told to retry, and the retry must find
+    /// exactly one effect, whether the lost commit was the claim, a phase or the effect itself.
+    MatrixResult LostAckMatrix(const Kind& kind) {
+        MatrixResult m;
+        const std::string principal = journal::PrincipalFor(kAuthorization);
+        for (int n = 0; n < kMaxN && !m.completed && !broken_; ++n) {
+            SCOPED_TRACE(kind.name + " lost ack N=" + std::to_string(n));
+            const std::string key = kind.name + "-ack-" + std::to_string(n);
+            const http::Request req = Post(kind.path, kind.body, key);
+
+            store_->ArmLostAck(n);
+            const Outcome first = Run(req);
+            store_->DisarmLostAck();
+            Outcome done = first;
+            if (!store_->AckLost()) {
+                m.completed = true;
+                EXPECT_EQ(first.status, 201) << first;
+            } else {
+                ++m.faults;
+                EXPECT_EQ(first.status, 503) << first;
+                EXPECT_FALSE(first.Header("Retry-After").empty()) << first;
+                const Truth t = ReadTruth();
+                ExpectInvariants(t);
+                EXPECT_LE(t.Effects(principal, key), 1);
+                done = RetryUntilDone(req, &m.conflicts);
+                EXPECT_EQ(done.status, 201) << done;
+            }
+            if (done.status == 201) ExpectExactlyOnceAndReplay(kind, req, key, done);
+        }
+        EXPECT_TRUE(m.completed) << kind.name << " never completed within " << kMaxN
+                                 << " lost acknowledgements";
+        return m;
+    }
+
     rollsafe::testing::TempDir dir_;  // outlives the store
     asio::io_context io_{1};          // outlives the store, whose callbacks post to it
     std::unique_ptr<rollsafe::testing::FailingStore> store_;
@@ -416,8 +478,7 @@ TEST_F(OperationsTest, FastResourceFailsAtEveryStatementAndRecovers) {
     const auto m = FailMatrix(kFastResource);
     // claim, effect and completion share one commit: three failure points.
     EXPECT_EQ(m.faults, 3);
-    EXPECT_EQ(m.fired_at,
-              (std::set<std::string>{"InsertOperation", "InsertResource", "Complete"}));
+    EXPECT_EQ(m.fired_at, (std::set<std::string>{"InsertOperation", "InsertResource", "Complete"}));
     // Everything was rolled back each time, so no retry ever met a live claim.
     EXPECT_EQ(m.conflicts, 0);
 }
@@ -481,9 +542,144 @@ TEST_F(OperationsTest, ResumeAfterAFailureFailsAtEveryStatementAndRecovers) {
     EXPECT_TRUE(resume_fired_at.count("Complete"));
 }
 
+/// store.hpp and docs/error-policy.md: kPermanent is "a bug or corrupt data: 500, do not
+/// retry"; only kTransient (and kInDoubt) become 503 + Retry-After. The claim phase maps the
+/// kinds that way; every later phase must too. After the fault is gone the key still completes
+/// exactly once.
+TEST_F(OperationsTest, PermanentStoreErrorIs500InEveryPhase) {
+    const std::string principal = journal::PrincipalFor(kAuthorization);
+    std::map<std::string, int> status_by_point;
+    bool completed = false;
+    for (int n = 0; n < kMaxN && !completed && !broken_; ++n) {
+        const std::string key = "permanent-" + std::to_string(n);
+        const http::Request req = Post(kSlowResource.path, kSlowResource.body, key);
+        store_->Arm(n, store::ErrorKind::kPermanent);
+        const Outcome first = Run(req);
+        store_->Disarm();
+        if (!store_->Fired()) {
+            completed = true;
+            EXPECT_EQ(first.status, 201) << first;
+            continue;
+        }
+        SCOPED_TRACE("N=" + std::to_string(n) + " fault in " + store_->FiredAt());
+        status_by_point[std::to_string(n) + ":" + store_->FiredAt()] = first.status;
+        EXPECT_EQ(first.status, 500) << first;
+        ExpectNothingHalfDone(key);
+        int conflicts = 0;
+        const Outcome done = RetryUntilDone(req, &conflicts);
+        EXPECT_EQ(done.status, 201) << done;
+        if (done.status == 201) ExpectExactlyOnceAndReplay(kSlowResource, req, key, done);
+    }
+    EXPECT_TRUE(completed);
+    std::string seen;
+    for (const auto& [point, status] : status_by_point)
+        seen += point + "=" + std::to_string(status) + " ";
+    RecordProperty("status_by_fault", seen);
+}
+
+TEST_F(OperationsTest, FastResourceLostAcknowledgementIsRetriedToOneEffect) {
+    const auto m = LostAckMatrix(kFastResource);
+    EXPECT_EQ(m.faults, 1);  // one commit
+}
+
+TEST_F(OperationsTest, MultiPhaseResourceLostAcknowledgementIsRetriedToOneEffect) {
+    const auto m = LostAckMatrix(kSlowResource);
+    EXPECT_EQ(m.faults, 5);  // claim, reserved, renewal, worked, finalize
+}
+
+TEST_F(OperationsTest, LedgerEntryLostAcknowledgementIsRetriedToOneEffect) {
+    const auto m = LostAckMatrix(kEntry);
+    EXPECT_EQ(m.faults, 1);
+    const Truth t = ReadTruth();
+    ASSERT_EQ(t.accounts.size(), 1u);
+    EXPECT_EQ(t.accounts[0].second, 5 * static_cast<std::int64_t>(t.entries.size()));
+    EXPECT_EQ(t.entries.size(), 2u);
+}
+
+/// A request cancelled during its work, with the store failing at each statement before and
+/// during the cancellation (the claim, the reservation, the release): the answer is 503,
+/// nothing is half done, and a retry completes it exactly once.
+TEST_F(OperationsTest, CancelledRequestFailsAtEveryStatementAndRecovers) {
+    std::set<std::string> fired_at;
+    bool completed = false;
+    int n = 0;
+    for (; n < kMaxN && !completed && !broken_; ++n) {
+        SCOPED_TRACE("cancel N=" + std::to_string(n));
+        const std::string key = "cancel-n" + std::to_string(n);
+        const http::Request req = Post(kSlowResource.path, kSlowResource.body, key);
+        store_->Arm(n);
+        const Outcome first = Run(req, Cancel::OnSleep());
+        store_->Disarm();
+        EXPECT_EQ(first.status, 503) << first;
+        if (store_->Fired()) {
+            fired_at.insert(store_->FiredAt());
+        } else {
+            completed = true;
+        }
+        ExpectNothingHalfDone(key);
+        int conflicts = 0;
+        const Outcome done = RetryUntilDone(req, &conflicts);
+        EXPECT_EQ(done.status, 201) << done;
+        if (completed) {
+            EXPECT_EQ(conflicts, 0) << "a released claim made the retry wait";
+        }
+        if (done.status == 201) ExpectExactlyOnceAndReplay(kSlowResource, req, key, done);
+    }
+    EXPECT_TRUE(completed);
+    EXPECT_EQ(fired_at, (std::set<std::string>{"InsertOperation", "SaveProgress", "Release"}));
+}
+
+TEST_F(OperationsTest, CancelledBeforeFinalizeReleasesTheClaimForAnImmediateRetry) {
+    const http::Request req = Post(kSlowResource.path, kSlowResource.body, "cancel-final");
+    const Outcome first = Run(req, Cancel::After("worked"));
+    EXPECT_EQ(first.status, 503) << first;
+    const std::string principal = journal::PrincipalFor(kAuthorization);
+    {
+        const Truth t = ReadTruth();
+        ExpectInvariants(t);
+        EXPECT_EQ(t.Effects(principal, "cancel-final"), 0);
+        const auto* op = t.Op(principal, "cancel-final");
+        ASSERT_NE(op, nullptr);
+        EXPECT_EQ(op->state, "in_progress");
+        EXPECT_EQ(op->owner, "") << "the cancelled request kept its claim";
+        EXPECT_EQ(op->recovery_point, "worked");
+    }
+    const Outcome retry = Run(req);
+    EXPECT_EQ(retry.status, 201) << retry;
+    if (retry.status == 201) ExpectExactlyOnceAndReplay(kSlowResource, req, "cancel-final", retry);
+}
+
+/// http/context.hpp: "A cancelled handler must not commit anything new". A request cancelled
+/// while its claim is being committed may keep the claim it cannot take back, but must only
+/// release it afterwards, not go on to commit the next phase.
+TEST_F(OperationsTest, CancelledWhileClaimingCommitsNothingButTheRelease) {
+    const http::Request req = Post(kSlowResource.path, kSlowResource.body, "cancel-claim");
+    Call* running = nullptr;
+    const std::int64_t writes_before = store_->Writes();
+    store_->OnWrite([&](std::int64_t index) {
+        if (index == writes_before && running) running->ctx.Cancel();  // the claim's commit
+    });
+    const Outcome first = Run(req, {}, [&](Call& c) { running = &c; });
+    store_->OnWrite(nullptr);
+    EXPECT_EQ(first.status, 503) << first;
+    const std::string principal = journal::PrincipalFor(kAuthorization);
+    const Truth t = ReadTruth();
+    ExpectInvariants(t);
+    EXPECT_EQ(t.Effects(principal, "cancel-claim"), 0);
+    const auto* op = t.Op(principal, "cancel-claim");
+    ASSERT_NE(op, nullptr);
+    EXPECT_EQ(op->owner, "") << "the cancelled request kept its claim";
+    EXPECT_EQ(op->recovery_point, "") << "a phase was committed after the request was cancelled";
+    EXPECT_EQ(store_->Writes() - writes_before, 2) << "commits: claim and release only";
+
+    const Outcome retry = Run(req);
+    EXPECT_EQ(retry.status, 201) << retry;
+    if (retry.status == 201) ExpectExactlyOnceAndReplay(kSlowResource, req, "cancel-claim", retry);
+}
+
 TEST_F(OperationsTest, CancelledDuringWorkReleasesTheClaimForAnImmediateRetry) {
     const http::Request req = Post(kSlowResource.path, kSlowResource.body, "cancel-1");
-    const Outcome first = Run(req, /*cancel_on_sleep=*/true);
+    const Outcome first = Run(req, Cancel::OnSleep());
     EXPECT_EQ(first.status, 503) << first;
     const std::string principal = journal::PrincipalFor(kAuthorization);
     {
@@ -567,11 +763,16 @@ TEST_F(OperationsTest, ConcurrentSameKeyMakesOneEffect) {
     ASSERT_TRUE(a->out.finished && b->out.finished) << "timed out";
     for (const auto* o : {&a->out, &b->out})
         EXPECT_TRUE(o->status == 201 || o->status == 409) << *o;
+    RecordProperty("first_status", a->out.status);
+    RecordProperty("second_status", b->out.status);
     int conflicts = 0;
     const Outcome done = RetryUntilDone(req, &conflicts);
     ASSERT_EQ(done.status, 201) << done;
-    for (const auto* o : {&a->out, &b->out})
-        if (o->status == 201) EXPECT_EQ(o->body, done.body) << "two different 201s for one key";
+    for (const auto* o : {&a->out, &b->out}) {
+        if (o->status == 201) {
+            EXPECT_EQ(o->body, done.body) << "two different 201s for one key";
+        }
+    }
     ExpectExactlyOnceAndReplay(slow, req, "race-1", done);
 }
 

@@ -22,8 +22,9 @@ class RequestContext {
     virtual ~RequestContext() = default;
 
     /// True once the server cancelled this request (shutdown deadline or a second signal).
-    /// A cancelled handler must not commit anything new; it should return quickly (the
-    /// server answers 503 + Retry-After itself, whatever the handler returns).
+    /// A cancelled handler must not commit anything new and should return quickly. If what
+    /// it returns is a 2xx (its commit had already returned), the client gets it; any other
+    /// answer becomes 503 + Retry-After. The connection is closed after it either way.
     virtual bool Cancelled() const = 0;
 
     /// Waits `d`, or less if the request is cancelled. Returns true if the full time passed,
