@@ -392,6 +392,32 @@ boost::asio::awaitable<Response> HandleIdempotentPost(OperationEnv& env, Request
     Response fast;
     bool fast_done = false;
     auto st = co_await Commit(env.store, [&](store::Tx& tx) {
+        if (plan.work_ms == 0 && plan.kind == Plan::Kind::kResource) {
+            // The common case writes two rows and nothing else: the journal row, born
+            // completed with its response, and the resource. A key that exists already makes
+            // the insert a no-op and falls through to the full claim.
+            store::Operation done = fresh;
+            store::Resource r{util::NewUuidV7(env.random, static_cast<std::uint64_t>(now)),
+                              plan.data_json,
+                              util::FormatRfc3339(env.clock.WallNow()),
+                              fresh.key,
+                              ctx.ReplicaName(),
+                              fresh.principal};
+            Response res = Response::Json(201, RenderResource(r));
+            res.With("Location", "/resources/" + r.id);
+            done.state = "completed";
+            done.lease_until_ms = 0;
+            done.response_status = res.status;
+            done.response_headers = HeadersToJson(res.headers);
+            done.response_body = res.body;
+            if (tx.InsertOperation(done)) {
+                tx.InsertResource(r);
+                claim.decision = journal::Decision::kExecute;
+                fast = std::move(res);
+                fast_done = true;
+                return store::Status::Ok();
+            }
+        }
         claim = journal::Claim(tx, fresh, now);
         // An operation with nothing to wait for claims, executes and completes in one commit.
         if (claim.decision == journal::Decision::kExecute && plan.work_ms == 0) {
