@@ -62,15 +62,38 @@ struct Spawned {
     int spawn_errno = 0;
 };
 
-/// fork+exec with stdin from /dev/null and stdout/stderr into fresh pipes. Between fork and
-/// exec only async-signal-safe calls are made (the test process has other threads).
-Spawned Spawn(const std::vector<std::string>& argv) {
+/// The test's environment with `overrides` set (replacing variables of the same name), as
+/// "NAME=value" strings.
+std::vector<std::string> MergedEnvironment(
+    const std::vector<std::pair<std::string, std::string>>& overrides) {
+    std::vector<std::string> env;
+    for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+        const std::string_view entry(*e);
+        const std::string_view name = entry.substr(0, entry.find('='));
+        bool replaced = false;
+        for (const auto& [k, v] : overrides) replaced = replaced || name == k;
+        if (!replaced) env.emplace_back(entry);
+    }
+    for (const auto& [k, v] : overrides) env.push_back(k + "=" + v);
+    return env;
+}
+
+/// fork+exec with stdin from /dev/null and stdout/stderr into fresh pipes, with the test's
+/// environment plus `env_overrides`. Between fork and exec only async-signal-safe calls are
+/// made (the test process has other threads).
+Spawned Spawn(const std::vector<std::string>& argv,
+              const std::vector<std::pair<std::string, std::string>>& env_overrides = {}) {
     if (argv.empty()) throw std::invalid_argument("Spawn: empty argv");
     const std::string program = ResolveProgram(argv[0]);
     std::vector<char*> cargv;
     cargv.reserve(argv.size() + 1);
     for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
     cargv.push_back(nullptr);
+    const std::vector<std::string> env = MergedEnvironment(env_overrides);
+    std::vector<char*> cenv;
+    cenv.reserve(env.size() + 1);
+    for (const auto& e : env) cenv.push_back(const_cast<char*>(e.c_str()));
+    cenv.push_back(nullptr);
 
     int out[2], err[2], status_pipe[2];
     if (::pipe2(out, O_CLOEXEC) != 0) ThrowErrno("pipe2");
@@ -95,7 +118,7 @@ Spawned Spawn(const std::vector<std::string>& argv) {
             (void)!::write(status_pipe[1], &e, sizeof e);
             ::_exit(127);
         }
-        ::execve(program.c_str(), cargv.data(), environ);
+        ::execve(program.c_str(), cargv.data(), cenv.data());
         const int e = errno;
         (void)!::write(status_pipe[1], &e, sizeof e);
         ::_exit(127);
@@ -234,13 +257,27 @@ ProcessResult RunProcess(const std::vector<std::string>& argv, SteadyClock::dura
     return r;
 }
 
-ServeProcess::ServeProcess(std::vector<std::string> extra_args) {
-    db_path_ = dir_.Path() + "/t.db";
-    argv_ = {RollsafeBinary(), "serve",   "--listen",           "127.0.0.1:0", "--admin-listen",
-             "127.0.0.1:0",    "--store", "sqlite:" + db_path_, "--threads",   "2"};
-    for (auto& a : extra_args) argv_.push_back(std::move(a));
+namespace {
+ServeOptions WithArgs(std::vector<std::string> extra_args) {
+    ServeOptions o;
+    o.extra_args = std::move(extra_args);
+    return o;
+}
+}  // namespace
 
-    Spawned s = Spawn(argv_);
+ServeProcess::ServeProcess(std::vector<std::string> extra_args)
+    : ServeProcess(WithArgs(std::move(extra_args))) {}
+
+ServeProcess::ServeProcess(ServeOptions options) {
+    db_path_ = options.db_path.empty() ? dir_.Path() + "/t.db" : std::move(options.db_path);
+    argv_ = {RollsafeBinary(), "serve",
+             "--listen",       "127.0.0.1:0",
+             "--admin-listen", "127.0.0.1:0",
+             "--store",        "sqlite:" + db_path_,
+             "--threads",      std::to_string(options.threads)};
+    for (auto& a : options.extra_args) argv_.push_back(std::move(a));
+
+    Spawned s = Spawn(argv_, options.env);
     if (s.spawn_errno != 0)
         throw std::runtime_error("cannot start " + argv_[0] + ": " + std::strerror(s.spawn_errno));
     pid_ = s.pid;

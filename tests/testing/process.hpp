@@ -18,6 +18,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "testing/mini_json.hpp"
@@ -79,8 +80,24 @@ struct ProcessResult {
 ProcessResult RunProcess(const std::vector<std::string>& argv,
                          SteadyClock::duration timeout = kMaxTestWait);
 
+/// How to start a ServeProcess, beyond what every one gets.
+struct ServeOptions {
+    /// Appended to the command line after the defaults.
+    std::vector<std::string> extra_args;
+    /// The SQLite file for `--store sqlite:`. Empty: `t.db` in a fresh temporary directory that
+    /// the process owns. Several processes may share one file (replicas of one service), and a
+    /// process may be started on the file of one that died (a restart).
+    std::string db_path;
+    /// Variables set in the child's environment on top of the test's own (replacing a variable
+    /// of the same name), e.g. `{"ROLLSAFE_TEST_CRASH_AFTER", "worked"}`.
+    std::vector<std::pair<std::string, std::string>> env;
+    /// `--threads`.
+    int threads = 2;
+};
+
 /// The `rollsafe serve` binary, started on loopback with port 0 for both listeners, a store in
-/// a fresh temporary directory and two threads:
+/// a fresh temporary directory (or ServeOptions::db_path) and two threads (or
+/// ServeOptions::threads):
 ///
 ///   rollsafe serve --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0
 ///                  --store sqlite:<tmp>/t.db --threads 2 <extra_args...>
@@ -96,6 +113,7 @@ ProcessResult RunProcess(const std::vector<std::string>& argv,
 class ServeProcess {
   public:
     explicit ServeProcess(std::vector<std::string> extra_args = {});
+    explicit ServeProcess(ServeOptions options);
     ~ServeProcess();
     ServeProcess(const ServeProcess&) = delete;
     ServeProcess& operator=(const ServeProcess&) = delete;

@@ -1,6 +1,7 @@
 #include "testing/sqlite_cli.hpp"
 
 #include <cstring>
+#include <thread>
 
 #include "testing/process.hpp"
 
@@ -8,8 +9,8 @@ namespace rollsafe::testing {
 
 SqliteResult SqliteQuery(const std::string& db_path, const std::string& sql) {
     SqliteResult r;
-    const ProcessResult p =
-        RunProcess({"sqlite3", "-batch", "-noheader", "-separator", "|", db_path, sql});
+    const ProcessResult p = RunProcess({"sqlite3", "-batch", "-noheader", "-separator", "|", "-cmd",
+                                        ".timeout 5000", db_path, sql});
     if (p.spawn_errno != 0) {
         r.error = std::string("cannot run sqlite3: ") + std::strerror(p.spawn_errno);
         return r;
@@ -31,6 +32,23 @@ SqliteResult SqliteQuery(const std::string& db_path, const std::string& sql) {
     }
     r.ok = true;
     return r;
+}
+
+std::string SqliteOneRow(const std::string& db_path, const std::string& sql) {
+    const SqliteResult q = SqliteQuery(db_path, sql);
+    if (!q.ok) return "<error: " + q.error + ">";
+    if (q.rows.size() != 1) return "<" + std::to_string(q.rows.size()) + " rows>";
+    return q.rows[0];
+}
+
+bool SqlitePoll(const std::string& db_path, const std::string& sql, const std::string& expected,
+                std::chrono::steady_clock::time_point deadline, std::string* last) {
+    for (;;) {
+        *last = SqliteOneRow(db_path, sql);
+        if (*last == expected) return true;
+        if (std::chrono::steady_clock::now() >= deadline) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
 }
 
 std::string SqlQuote(const std::string& s) {
