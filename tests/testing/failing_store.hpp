@@ -9,6 +9,7 @@
 #pragma once
 
 #include <stdlib.h>
+#include "testing/temp_dir.hpp"
 
 #include <atomic>
 #include <cstdint>
@@ -271,30 +272,6 @@ class FailingStore final : public store::Store {
     std::atomic<std::int64_t> ack_remaining_{-1};
     std::atomic<bool> ack_lost_{false};
     std::function<void(std::int64_t)> on_write_;
-};
-
-/// A fresh directory under $TMPDIR (or /tmp), removed with everything in it at the end.
-class TempDir {
-  public:
-    TempDir() {
-        const char* base = std::getenv("TMPDIR");
-        std::string tmpl = std::string(base && *base ? base : "/tmp") + "/rollsafe-fail-XXXXXX";
-        std::vector<char> buf(tmpl.begin(), tmpl.end());
-        buf.push_back('\0');
-        if (!::mkdtemp(buf.data())) throw std::runtime_error("mkdtemp failed");
-        path_ = buf.data();
-    }
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path_, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-
-    std::string File(const std::string& name) const { return (path_ / name).string(); }
-
-  private:
-    std::filesystem::path path_;
 };
 
 }  // namespace rollsafe::testing

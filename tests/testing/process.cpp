@@ -194,20 +194,6 @@ bool IsEvent(const std::string& line, std::string_view event) {
 
 std::string RollsafeBinary() { return ROLLSAFE_BINARY; }
 
-TempDir::TempDir() {
-    const char* tmp = std::getenv("TMPDIR");
-    std::string templ =
-        std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/rollsafe-itest-XXXXXX";
-    if (::mkdtemp(templ.data()) == nullptr) ThrowErrno("mkdtemp " + templ);
-    path_ = templ;
-}
-
-TempDir::~TempDir() {
-    if (std::getenv("ROLLSAFE_TEST_KEEP_TMP") != nullptr) return;
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-}
-
 int DecodeWaitStatus(int status) {
     if (WIFEXITED(status)) return WEXITSTATUS(status);
     if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <sys/types.h>
+#include "testing/temp_dir.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -49,19 +50,6 @@ inline double Ms(SteadyClock::duration d) {
 std::string RollsafeBinary();
 
 /// A fresh directory from mkdtemp(3) under $TMPDIR (or /tmp), removed recursively on
-/// destruction unless the environment variable ROLLSAFE_TEST_KEEP_TMP is set.
-class TempDir {
-  public:
-    TempDir();
-    ~TempDir();
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-
-    const std::string& Path() const { return path_; }
-
-  private:
-    std::string path_;
-};
 
 /// Exit status in shell convention: the exit code, or 128 + signal number when killed.
 int DecodeWaitStatus(int status);

@@ -1,6 +1,7 @@
 // Runs the real `rollsafe audit` binary against a SQLite store written through the Store API.
 #include <stdlib.h>
 #include <sys/wait.h>
+#include "testing/temp_dir.hpp"
 
 #include <gtest/gtest.h>
 
@@ -30,27 +31,7 @@ using namespace std::chrono_literals;
 constexpr auto kMaxTestWait = 20s;
 constexpr std::int64_t kNow = 1'700'000'000'000;
 
-/// A fresh directory under $TMPDIR (or /tmp), removed with everything in it at the end.
-class TempDir {
-  public:
-    TempDir() {
-        const char* base = std::getenv("TMPDIR");
-        std::string tmpl = std::string(base && *base ? base : "/tmp") + "/rollsafe-audit-XXXXXX";
-        if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-        path_ = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path_, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-
-    std::string File(const std::string& name) const { return (path_ / name).string(); }
-
-  private:
-    std::filesystem::path path_;
-};
+using rollsafe::testing::TempDir;
 
 /// Runs `job` as one write and waits for it; false (after a test failure) otherwise.
 bool WriteAndWait(store::Store& st, store::Job job) {

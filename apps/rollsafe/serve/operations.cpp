@@ -22,15 +22,6 @@ std::int64_t NowMs(const util::Clock& clock) {
         .count();
 }
 
-bool IsJsonMediaType(std::string_view ct) {
-    std::string_view type = ct.substr(0, ct.find(';'));
-    while (!type.empty() && type.back() == ' ') type.remove_suffix(1);
-    std::string lower(type);
-    for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return lower == "application/json" ||
-           (lower.starts_with("application/") && lower.ends_with("+json"));
-}
-
 json::object ParseObject(const std::string& body) {
     json::parse_options popt;
     popt.max_depth = kMaxJsonDepth;
@@ -195,6 +186,15 @@ boost::asio::awaitable<KeyGuard> LockFor(OperationEnv& env, const Plan& plan) {
         env.account_locks->Acquire(plan.account, std::move(cb));
     });
     co_return KeyGuard(env.account_locks.get(), plan.account);
+}
+
+bool IsJsonMediaType(std::string_view ct) {
+    std::string_view type = ct.substr(0, ct.find(';'));
+    while (!type.empty() && type.back() == ' ') type.remove_suffix(1);
+    std::string lower(type);
+    for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return lower == "application/json" ||
+           (lower.starts_with("application/") && lower.ends_with("+json"));
 }
 
 std::string HeadersToJson(const http::Headers& h) {

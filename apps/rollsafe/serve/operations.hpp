@@ -103,6 +103,9 @@ boost::asio::awaitable<http::Response> RunOperation(OperationEnv& env, const sto
 /// when `path`/`body` is a ledger entry, and returns the guard (empty for other requests).
 boost::asio::awaitable<KeyGuard> LockFor(OperationEnv& env, const Plan& plan);
 
+/// True for `application/json` and `application/*+json`, parameters (charset) ignored.
+bool IsJsonMediaType(std::string_view content_type);
+
 /// Serialises a response for the journal and back.
 std::string HeadersToJson(const http::Headers& h);
 http::Headers HeadersFromJson(const std::string& json);

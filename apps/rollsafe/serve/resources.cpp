@@ -12,17 +12,17 @@ using http::Response;
 
 namespace {
 
-bool IsJsonMediaType(std::string_view ct) {
-    const auto semi = ct.find(';');
-    std::string_view type = ct.substr(0, semi);
-    while (!type.empty() && type.back() == ' ') type.remove_suffix(1);
-    std::string lower(type);
-    for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return lower == "application/json" ||
-           (lower.starts_with("application/") && lower.ends_with("+json"));
-}
-
 std::string Quote(std::string_view s) { return boost::json::serialize(boost::json::string(s)); }
+
+/// Runs a read job and waits for it; a store failure becomes 503 + Retry-After. `job` is a
+/// reference on purpose: see AwaitCallback on by-value coroutine parameters.
+boost::asio::awaitable<void> ReadOrThrow(OperationEnv& env, const store::Job& job) {
+    const store::Status st = co_await http::AwaitCallback<store::Status>(
+        [&](std::function<void(store::Status)> cb) { env.store.Read(job, std::move(cb)); });
+    if (!st.ok())
+        throw ApiError(503, "store unavailable: " + st.message,
+                       {{"Retry-After", std::to_string(env.retry_after_seconds)}});
+}
 
 }  // namespace
 
@@ -50,18 +50,10 @@ void AddResourceRoutes(http::Router& router, OperationEnv& env) {
                [&env](Request& req, http::RequestContext&) -> boost::asio::awaitable<Response> {
                    const std::string id(req.Param("id"));
                    std::optional<store::Resource> found;
-                   const store::Status st = co_await http::AwaitCallback<store::Status>(
-                       [&](std::function<void(store::Status)> cb) {
-                           env.store.Read(
-                               [&found, &id](store::Tx& tx) {
-                                   found = tx.GetResource(id);
-                                   return store::Status::Ok();
-                               },
-                               std::move(cb));
-                       });
-                   if (!st.ok())
-                       throw ApiError(503, "store unavailable: " + st.message,
-                                      {{"Retry-After", std::to_string(env.retry_after_seconds)}});
+                   co_await ReadOrThrow(env, [&](store::Tx& tx) {
+                       found = tx.GetResource(id);
+                       return store::Status::Ok();
+                   });
                    if (!found) throw ApiError(404, "no resource with id '" + id + "'");
                    co_return Response::Json(200, RenderResource(*found));
                });
@@ -76,18 +68,10 @@ void AddAccountRoutes(http::Router& router, OperationEnv& env) {
                [&env](Request& req, http::RequestContext&) -> boost::asio::awaitable<Response> {
                    const std::string account(req.Param("account"));
                    std::optional<std::pair<std::int64_t, std::vector<store::LedgerEntry>>> found;
-                   const store::Status st = co_await http::AwaitCallback<store::Status>(
-                       [&](std::function<void(store::Status)> cb) {
-                           env.store.Read(
-                               [&found, &account](store::Tx& tx) {
-                                   found = tx.GetAccount(account);
-                                   return store::Status::Ok();
-                               },
-                               std::move(cb));
-                       });
-                   if (!st.ok())
-                       throw ApiError(503, "store unavailable: " + st.message,
-                                      {{"Retry-After", std::to_string(env.retry_after_seconds)}});
+                   co_await ReadOrThrow(env, [&](store::Tx& tx) {
+                       found = tx.GetAccount(account);
+                       return store::Status::Ok();
+                   });
                    if (!found) throw ApiError(404, "no entries for account '" + account + "'");
                    boost::json::object o;
                    o["account"] = account;

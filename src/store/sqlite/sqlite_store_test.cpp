@@ -1,5 +1,6 @@
 #include <sqlite3.h>
 #include <stdlib.h>
+#include "testing/temp_dir.hpp"
 
 #include <gtest/gtest.h>
 
@@ -52,29 +53,7 @@ using namespace std::chrono_literals;
 /// Every wait in these tests is bounded by this (style rule 11).
 constexpr auto kMaxTestWait = 20s;
 
-/// A fresh directory under $TMPDIR (or /tmp), removed with everything in it at the end.
-class TempDir {
-  public:
-    TempDir() {
-        const char* base = std::getenv("TMPDIR");
-        std::string tmpl = std::string(base && *base ? base : "/tmp") + "/rollsafe-store-XXXXXX";
-        std::vector<char> buf(tmpl.begin(), tmpl.end());
-        buf.push_back('\0');
-        if (!::mkdtemp(buf.data())) throw std::runtime_error("mkdtemp failed");
-        path_ = buf.data();
-    }
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path_, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-
-    std::string File(const std::string& name) const { return (path_ / name).string(); }
-
-  private:
-    std::filesystem::path path_;
-};
+using rollsafe::testing::TempDir;
 
 Resource MakeResource(std::string id, std::string data = R"({"n":1})") {
     Resource r;
