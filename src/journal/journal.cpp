@@ -89,19 +89,25 @@ ClaimResult Claim(store::Tx& tx, const store::Operation& fresh, std::int64_t now
     auto existing = tx.GetOperation(fresh.principal, fresh.key);
     if (!existing)  // deleted by retention between the two statements: cannot happen in one tx
         throw store::Error(store::ErrorKind::kTransient, "journal row vanished during claim");
-    r.op = *existing;
-    if (existing->fingerprint != fresh.fingerprint) {
+    return Decide(tx, *existing, fresh, now_ms);
+}
+
+ClaimResult Decide(store::Tx& tx, const store::Operation& existing, const store::Operation& fresh,
+                   std::int64_t now_ms) {
+    ClaimResult r;
+    r.op = existing;
+    if (existing.fingerprint != fresh.fingerprint) {
         r.decision = Decision::kMismatch;
         return r;
     }
-    if (existing->state == "completed") {
+    if (existing.state == "completed") {
         r.decision = Decision::kReplay;
         return r;
     }
-    if (existing->lease_until_ms > now_ms) {
+    if (existing.lease_until_ms > now_ms) {
         r.decision = Decision::kInProgress;
         r.retry_after_s =
-            std::max<std::int64_t>(1, (existing->lease_until_ms - now_ms + 999) / 1000);
+            std::max<std::int64_t>(1, (existing.lease_until_ms - now_ms + 999) / 1000);
         return r;
     }
     if (!tx.TakeOver(fresh.principal, fresh.key, fresh.owner, fresh.lease_until_ms, now_ms)) {

@@ -392,10 +392,15 @@ boost::asio::awaitable<Response> HandleIdempotentPost(OperationEnv& env, Request
     Response fast;
     bool fast_done = false;
     auto st = co_await Commit(env.store, [&](store::Tx& tx) {
+        // One point lookup first: a retry (the replay) is decided by it alone, without
+        // building or attempting anything.
+        if (auto existing = tx.GetOperation(fresh.principal, fresh.key)) {
+            claim = journal::Decide(tx, *existing, fresh, now);
+            return store::Status::Ok();
+        }
         if (plan.work_ms == 0 && plan.kind == Plan::Kind::kResource) {
             // The common case writes two rows and nothing else: the journal row, born
-            // completed with its response, and the resource. A key that exists already makes
-            // the insert a no-op and falls through to the full claim.
+            // completed with its response, and the resource.
             store::Operation done = fresh;
             store::Resource r{util::NewUuidV7(env.random, static_cast<std::uint64_t>(now)),
                               plan.data_json,

@@ -476,33 +476,35 @@ class OperationsTest : public ::testing::Test {
 
 TEST_F(OperationsTest, FastResourceFailsAtEveryStatementAndRecovers) {
     const auto m = FailMatrix(kFastResource);
-    // The journal row is born completed and the effect goes with it in one commit: two
-    // failure points.
-    EXPECT_EQ(m.faults, 2);
-    EXPECT_EQ(m.fired_at, (std::set<std::string>{"InsertOperation", "InsertResource"}));
+    // The key's lookup, then the journal row born completed with the effect, in one commit:
+    // three failure points.
+    EXPECT_EQ(m.faults, 3);
+    EXPECT_EQ(m.fired_at,
+              (std::set<std::string>{"GetOperation", "InsertOperation", "InsertResource"}));
     // Everything was rolled back each time, so no retry ever met a live claim.
     EXPECT_EQ(m.conflicts, 0);
 }
 
 TEST_F(OperationsTest, MultiPhaseResourceFailsAtEveryStatementAndRecovers) {
     const auto m = FailMatrix(kSlowResource);
-    // claim, reserve, one renewal (30 ms of work), worked, then effect + completion.
-    EXPECT_EQ(m.faults, 6);
-    EXPECT_EQ(m.fired_at, (std::set<std::string>{"InsertOperation", "SaveProgress", "Renew",
-                                                 "InsertResource", "Complete"}));
+    // lookup, claim, reserve, one renewal (30 ms of work), worked, then effect + completion.
+    EXPECT_EQ(m.faults, 7);
+    EXPECT_EQ(m.fired_at, (std::set<std::string>{"GetOperation", "InsertOperation", "SaveProgress",
+                                                 "Renew", "InsertResource", "Complete"}));
 }
 
 TEST_F(OperationsTest, LedgerEntryFailsAtEveryStatementAndRecovers) {
     const auto m = FailMatrix(kEntry);
-    EXPECT_EQ(m.faults, 3);
-    EXPECT_EQ(m.fired_at, (std::set<std::string>{"InsertOperation", "AppendEntry", "Complete"}));
+    EXPECT_EQ(m.faults, 4);
+    EXPECT_EQ(m.fired_at, (std::set<std::string>{"GetOperation", "InsertOperation", "AppendEntry",
+                                                 "Complete"}));
     EXPECT_EQ(m.conflicts, 0);
-    // One entry of 5 per key.
+    // One entry of 5 per key: one key per fault, plus the run that completed.
     const Truth t = ReadTruth();
     ASSERT_EQ(t.accounts.size(), 1u);
     EXPECT_EQ(t.accounts[0].first, "a1");
     EXPECT_EQ(t.accounts[0].second, 5 * static_cast<std::int64_t>(t.entries.size()));
-    EXPECT_EQ(t.entries.size(), 4u);
+    EXPECT_EQ(t.entries.size(), static_cast<std::size_t>(m.faults) + 1);
 }
 
 /// The second level: a multi-phase operation fails at one point, and then its retry (the
@@ -627,7 +629,8 @@ TEST_F(OperationsTest, CancelledRequestFailsAtEveryStatementAndRecovers) {
         if (done.status == 201) ExpectExactlyOnceAndReplay(kSlowResource, req, key, done);
     }
     EXPECT_TRUE(completed);
-    EXPECT_EQ(fired_at, (std::set<std::string>{"InsertOperation", "SaveProgress", "Release"}));
+    EXPECT_EQ(fired_at, (std::set<std::string>{"GetOperation", "InsertOperation", "SaveProgress",
+                                               "Release"}));
 }
 
 TEST_F(OperationsTest, CancelledBeforeFinalizeReleasesTheClaimForAnImmediateRetry) {

@@ -54,6 +54,11 @@ struct ClaimResult {
     std::int64_t retry_after_s = 0;  ///< for kInProgress: seconds left on the lease, at least 1
 };
 
+/// The decision for a request whose key already has a row `existing` (taking the row over
+/// when its lease expired). Throws store::Error from the Tx.
+ClaimResult Decide(store::Tx& tx, const store::Operation& existing, const store::Operation& fresh,
+                   std::int64_t now_ms);
+
 /// Decides and records the claim inside a write transaction. `fresh` is the row to insert:
 /// principal, key, fingerprint, request, owner, lease_until_ms, timestamps, state
 /// "in_progress". Throws store::Error from the Tx.

@@ -32,6 +32,9 @@ class Connection {
             EnableWal(path);
             Exec("PRAGMA synchronous=" + d.synchronous);
             Exec("PRAGMA foreign_keys=ON");
+            // Checkpoints run on their own thread (Checkpointer), never inside a commit: an
+            // automatic checkpoint in the writer stalled every request queued behind it.
+            Exec("PRAGMA wal_autocheckpoint=0");
         } catch (...) {
             sqlite3_close(db_);  // the destructor does not run for a constructor that throws
             throw;
@@ -677,10 +680,51 @@ class Worker {
     std::thread thread_;
 };
 
+/// Copies committed WAL frames into the database file every 100 ms with a PASSIVE checkpoint,
+/// which runs alongside the writer instead of blocking it.
+class Checkpointer {
+  public:
+    Checkpointer(const std::string& path, const Durability& d) : conn_(path, d) {
+        thread_ = std::thread([this] { Run(); });
+    }
+    ~Checkpointer() { Stop(); }
+
+    void Stop() {
+        {
+            std::lock_guard lock(mu_);
+            if (stopping_) return;
+            stopping_ = true;
+        }
+        cv_.notify_all();
+        if (thread_.joinable()) thread_.join();
+    }
+
+  private:
+    void Run() {
+        std::unique_lock lock(mu_);
+        while (!cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return stopping_; })) {
+            lock.unlock();
+            int frames = 0, done = 0;
+            // SQLITE_BUSY here only means another connection is checkpointing: try next time.
+            sqlite3_wal_checkpoint_v2(conn_.db(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &frames,
+                                      &done);
+            lock.lock();
+        }
+    }
+
+    Connection conn_;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    bool stopping_ = false;
+    std::thread thread_;
+};
+
 class SqliteStore final : public Store {
   public:
     SqliteStore(const std::string& path, Durability d)
-        : writer_(path, d, /*group_commit=*/true), reader_(path, d, /*group_commit=*/false) {}
+        : writer_(path, d, /*group_commit=*/true),
+          reader_(path, d, /*group_commit=*/false),
+          checkpointer_(path, d) {}
 
     ~SqliteStore() override { Shutdown(); }
 
@@ -697,11 +741,13 @@ class SqliteStore final : public Store {
     void Shutdown() override {
         writer_.Stop();
         reader_.Stop();
+        checkpointer_.Stop();
     }
 
   private:
     Worker writer_;
     Worker reader_;
+    Checkpointer checkpointer_;
 };
 
 }  // namespace
