@@ -2,6 +2,7 @@
 // ~20 s of compile time on the CI machine).
 #include "rollsafe/http/server.hpp"
 
+#include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -268,13 +269,16 @@ struct Server::Impl {
 
     void CancelInFlight() {
         util::LogEvent("deadline", {{"in_flight", in_flight.load()}});
+        CheckFinished();
         for (auto& l : loops) {
             asio::post(l->ioc, [lp = l.get()] {
                 for (auto& c : lp->conns) {
                     boost::system::error_code e;
                     if (c->phase == Phase::kHandling && c->ctx)
                         c->ctx->Cancel();
-                    else if (c->phase != Phase::kWriting)
+                    else if (c->phase == Phase::kWriting)
+                        c->Arm(std::chrono::milliseconds(1000), c);  // a last second to finish
+                    else
                         c->sock.cancel(e);
                 }
             });
@@ -296,7 +300,7 @@ struct Server::Impl {
         metrics.AddInFlight(-1);
         // After the finish, loops are stopping and loop 0 may already be gone: post nothing.
         if (in_flight.fetch_sub(1) == 1 && !finished.load() &&
-            lc.GetState() >= lifecycle::State::kClosing)
+            lc.GetState() >= lifecycle::State::kDraining)
             asio::post(loops[0]->ioc, [this] { CheckFinished(); });
     }
 
@@ -376,6 +380,7 @@ struct Server::Impl {
         } unlink{this, loop, it, is_admin};
 
         beast::flat_buffer buf;
+        bool lingering = false;
         const Router& router = is_admin ? admin : api;
         for (;;) {
             if (buf.size() == 0) {
@@ -447,7 +452,7 @@ struct Server::Impl {
                                                  "Content-Length together with "
                                                  "Transfer-Encoding is not allowed"),
                                true, "unparsed"};
-                    } else if (has_te && !parser.chunked()) {
+                    } else if (has_te && !IEquals(h[bhttp::field::transfer_encoding], "chunked")) {
                         out = {
                             Response::Problem(400, "only Transfer-Encoding: chunked is accepted"),
                             true, "unparsed"};
@@ -582,7 +587,10 @@ struct Server::Impl {
             const auto latency = std::chrono::steady_clock::now() - started;
             metrics.RecordRequest(out.route, out.res.status, latency);
             conn->phase = Phase::kWriting;
+            // A client that stops reading must not hold the process past its deadline.
+            conn->Arm(opt.body_timeout, conn);
             auto [wec, wn] = co_await bhttp::async_write(conn->sock, res, kTuple);
+            conn->Disarm();
             (void)wn;
             if (opt.access_log) {
                 boost::json::object o;
@@ -599,10 +607,26 @@ struct Server::Impl {
             if (wec || !keep_alive) {
                 boost::system::error_code ignored;
                 conn->sock.shutdown(tcp::socket::shutdown_send, ignored);
+                if (!wec) lingering = true;
                 break;
             }
         }
         conn->phase = Phase::kIdle;
+        if (lingering) {
+            // Lingering close: bytes the client sent that we never read (a pipelined request,
+            // the rest of an oversized body) would make close() send a reset, and a reset can
+            // destroy our response in the client's receive buffer. Read and drop them until the
+            // client closes, bounded in time and bytes. Not in flight: exit does not wait.
+            std::array<char, 4096> sink;
+            std::size_t dropped = 0;
+            conn->Arm(std::chrono::milliseconds(2000), conn);
+            while (dropped < 256 * 1024) {
+                auto [ec, n] = co_await conn->sock.async_read_some(asio::buffer(sink), kTuple);
+                if (ec) break;
+                dropped += n;
+            }
+            conn->Disarm();
+        }
     }
 
     awaitable<void> RunBackground(Loop& loop, BackgroundTask task, bool counted) {

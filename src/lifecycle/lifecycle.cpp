@@ -31,7 +31,7 @@ void Lifecycle::TransitionLocked(State to, std::vector<std::pair<State, State>>&
     if (from == to) return;
     if (to == State::kDraining) termination_started_ = clock_.SteadyNow();
     if (to == State::kClosing && from < State::kDraining) termination_started_ = clock_.SteadyNow();
-    state_.store(to, std::memory_order_release);
+    state_.store(to);
     fired.emplace_back(from, to);
 }
 

@@ -130,9 +130,11 @@ int Run(const Flags& f) {
          {"drain_delay_ms", Dur(f.drain_delay).count()},
          {"shutdown_timeout_ms", Dur(f.shutdown_timeout).count()}});
     server->Run();
-    // Intake has stopped and nothing is in flight: only now may the store go.
-    server.reset();
+    // Nothing is in flight. The store goes first: its threads finish queued jobs (a recovery
+    // scan may be one) while the frames they complete into still exist; then the loops and
+    // their frames are destroyed.
     st->Shutdown();
+    server.reset();
     util::LogEvent("exit", {{"code", 0}});
     return 0;
 }
@@ -206,10 +208,25 @@ void AddServeCommand(CLI::App& app, std::function<int()>* run) {
     cmd->add_option("--recovery-interval", flags->recovery_interval,
                     "How often to look for operations whose owner died")
         ->check(dur)
+        ->check(CLI::Validator(
+            [](std::string& v) -> std::string {
+                return util::ParseDuration(v)->count() >= 50
+                           ? std::string()
+                           : "--recovery-interval must be at least 50ms";
+            },
+            "DURATION>=50ms"))
         ->capture_default_str();
     cmd->add_option("--retention", flags->retention,
                     "Completed journal rows are kept this long (replays work within it)")
         ->check(dur)
+        ->check(CLI::Validator(
+            [](std::string& v) -> std::string {
+                return util::ParseDuration(v)->count() >= 1000
+                           ? std::string()
+                           : "--retention must be at least 1s; keep it longer than any client "
+                             "retries";
+            },
+            "DURATION>=1000ms"))
         ->capture_default_str();
     cmd->add_option("--name", flags->name,
                     "Replica name in logs and stored rows (default: host name)");

@@ -370,6 +370,40 @@ boost::asio::awaitable<Response> HandleIdempotentPost(OperationEnv& env, Request
     if (!key) throw ApiError(400, why);
     const Plan plan = ParsePlan(req.path, req.body, env.max_work_ms);
 
+    // Entries of one account apply one at a time in arrival order: a new entry waits for the
+    // account's lock, held until its response is ready. A key the journal already knows (a
+    // replay, a conflict, a takeover) is decided without waiting behind other entries.
+    KeyGuard account_lock;
+    if (plan.kind == Plan::Kind::kEntry) {
+        const std::string principal = journal::PrincipalFor(req.Header("Authorization"));
+        bool known = false;
+        const store::Status seen =
+            co_await http::AwaitCallback<store::Status>([&](std::function<void(store::Status)> cb) {
+                env.store.Read(
+                    [&](store::Tx& tx) {
+                        known = tx.GetOperation(principal, *key).has_value();
+                        return store::Status::Ok();
+                    },
+                    std::move(cb));
+            });
+        if (!seen.ok()) {
+            if (seen.kind == store::ErrorKind::kPermanent)
+                throw ApiError(500, "store error: " + seen.message);
+            throw ApiError(503, "store unavailable: " + seen.message,
+                           {{"Retry-After", std::to_string(env.retry_after_seconds)}});
+        }
+        if (!known) account_lock = co_await LockFor(env, plan);
+        // The wait cannot be interrupted; a request cancelled meanwhile commits nothing.
+        if (ctx.Cancelled()) {
+            Response r = Response::Problem(503,
+                                           "cancelled by the server's shutdown before it "
+                                           "started; nothing was stored");
+            r.With("Retry-After", std::to_string(env.retry_after_seconds));
+            co_return r;
+        }
+    }
+
+    // Taken after any wait, so that the lease starts when the work can.
     const std::int64_t now = NowMs(env.clock);
     store::Operation fresh;
     fresh.principal = journal::PrincipalFor(req.Header("Authorization"));
@@ -386,8 +420,6 @@ boost::asio::awaitable<Response> HandleIdempotentPost(OperationEnv& env, Request
     fresh.created_at_ms = now;
     fresh.updated_at_ms = now;
 
-    // Held until the response is ready: entries of one account apply in arrival order.
-    const KeyGuard account_lock = co_await LockFor(env, plan);
     journal::ClaimResult claim;
     Response fast;
     bool fast_done = false;

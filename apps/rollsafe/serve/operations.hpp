@@ -44,7 +44,14 @@ class KeyGuard {
     KeyGuard(KeyedLock* lock, std::string key) : lock_(lock), key_(std::move(key)) {}
     KeyGuard(KeyGuard&& o) noexcept
         : lock_(std::exchange(o.lock_, nullptr)), key_(std::move(o.key_)) {}
-    KeyGuard& operator=(KeyGuard&&) = delete;
+    KeyGuard& operator=(KeyGuard&& o) noexcept {
+        if (this != &o) {
+            if (lock_) lock_->Release(key_);
+            lock_ = std::exchange(o.lock_, nullptr);
+            key_ = std::move(o.key_);
+        }
+        return *this;
+    }
     ~KeyGuard() {
         if (lock_) lock_->Release(key_);
     }

@@ -495,7 +495,9 @@ TEST_F(OperationsTest, MultiPhaseResourceFailsAtEveryStatementAndRecovers) {
 
 TEST_F(OperationsTest, LedgerEntryFailsAtEveryStatementAndRecovers) {
     const auto m = FailMatrix(kEntry);
-    EXPECT_EQ(m.faults, 4);
+    // The read that decides whether to queue for the account's lock, then the claim's own
+    // lookup, the claim, the append and the completion.
+    EXPECT_EQ(m.faults, 5);
     EXPECT_EQ(m.fired_at, (std::set<std::string>{"GetOperation", "InsertOperation", "AppendEntry",
                                                  "Complete"}));
     EXPECT_EQ(m.conflicts, 0);

@@ -55,7 +55,10 @@ class Lifecycle final : public DrainDecision {
 
     Lifecycle(const util::Clock& clock, Options options);
 
-    State GetState() const { return state_.load(std::memory_order_acquire); }
+    // Sequentially consistent on purpose: the server decrements its in-flight count and then
+    // reads the state, while the closing transition stores the state and then reads the count;
+    // with weaker orders both could miss each other and nobody would finish.
+    State GetState() const { return state_.load(); }
     const Options& GetOptions() const { return options_; }
 
     bool ShouldClose() const override { return GetState() >= State::kDraining; }

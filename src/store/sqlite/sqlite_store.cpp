@@ -243,7 +243,8 @@ class SqliteTx final : public Tx {
                   std::int64_t now_ms) override {
         sqlite3_stmt* s = c_.Prepare(
             "UPDATE journal SET state = 'completed', response_status = ?4,"
-            " response_headers = ?5, response_body = ?6, updated_at_ms = ?7, lease_until_ms = 0"
+            " response_headers = ?5, response_body = ?6, updated_at_ms = ?7, lease_until_ms = 0,"
+            " request_body = ''"
             " WHERE principal = ?1 AND key = ?2 AND owner = ?3 AND state = 'in_progress'");
         Bind(s, 1, principal);
         Bind(s, 2, key);
@@ -641,7 +642,7 @@ class Worker {
         int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
         if (rc != SQLITE_OK) {
             Status st = FromSqlite(rc, db);
-            healthy_.store(st.kind != ErrorKind::kTransient, std::memory_order_relaxed);
+            healthy_.store(false, std::memory_order_relaxed);
             for (auto& r : results) r = st;
             return;
         }
@@ -654,7 +655,10 @@ class Worker {
                 const Status lost{ErrorKind::kTransient,
                                   "the batch transaction was rolled back: " + results[i].message};
                 for (std::size_t j = 0; j < batch.size(); ++j)
-                    if (j != i && (j > i || results[j].ok())) results[j] = lost;
+                    if (j >= i || results[j].ok()) {
+                        if (j == i && !results[j].ok()) continue;  // keep its own error
+                        results[j] = lost;
+                    }
                 healthy_.store(false, std::memory_order_relaxed);
                 return;
             }
@@ -662,6 +666,10 @@ class Worker {
         rc = sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
         if (rc != SQLITE_OK) {
             Status st = FromSqlite(rc, db);
+            // Only BUSY before anything was written is a clean "not committed"; after an I/O
+            // error the commit frame may have reached the WAL: the outcome is unknown, and the
+            // caller must re-read (the journal row) before deciding.
+            if ((rc & 0xFF) != SQLITE_BUSY) st.kind = ErrorKind::kInDoubt;
             sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
             for (auto& r : results)
                 if (r.ok()) r = st;
