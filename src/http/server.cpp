@@ -564,7 +564,7 @@ struct Server::Impl {
                                 out.res = Response::Problem(
                                     503,
                                     "the server is shutting down; the request was "
-                                    "cancelled and nothing was stored");
+                                    "cancelled; retry with the same Idempotency-Key");
                             if (!out.res.Header("Retry-After"))
                                 out.res.With("Retry-After",
                                              std::to_string(opt.retry_after_seconds));

@@ -72,7 +72,7 @@ struct OperationEnv {
     /// Test hook: called with "reserved", "worked" or "completed" right after that recovery
     /// point is committed (the integration tests SIGKILL the process there). May be empty.
     std::function<void(const std::string& point)> after_commit;
-    /// Per-account order for ledger entries (SQLite: `--lock local`).
+    /// Per-account order for ledger entries within this process.
     std::shared_ptr<KeyedLock> account_locks = std::make_shared<KeyedLock>();
 };
 

@@ -3,8 +3,9 @@
 ///
 /// `POST /resources` `{"data": <any JSON>, "work_ms": 0..max}` → 201, `Location`,
 /// `{"id","data","created_at"}`; `GET /resources/{id}` → 200 or 404. `work_ms` is the seed's
-/// long operation: it waits without blocking other requests and is abandoned, storing nothing,
-/// if the server cancels the request at its shutdown deadline.
+/// long operation: it waits without blocking other requests; if the server cancels the request
+/// at its shutdown deadline, the operation is released and finished by a retry or the
+/// recovery worker (see operations.hpp).
 #pragma once
 
 #include <cstdint>
