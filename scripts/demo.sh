@@ -337,6 +337,15 @@ if [[ -n $long_id ]]; then
   fi
 fi
 
+# Every write exactly once: no key stored twice, no effect without a completed journal row.
+audit_out=$("$BIN" audit --store "sqlite:$DB" 2>&1 >/dev/null) && audit_rc=0 || audit_rc=$?
+summary=$("$BIN" audit --store "sqlite:$DB" 2>/dev/null | tail -1)
+if ((audit_rc == 0)); then
+  pass "rollsafe audit: exit 0 — $summary"
+else
+  fail "rollsafe audit exited $audit_rc" "$audit_out"
+fi
+
 step "Stopping replicas 2 and 3"
 kill -TERM "${PIDS[2]}" "${PIDS[3]}"
 for i in 2 3; do
