@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 
 #include "audit/cmd_audit.hpp"
+#include "post/cmd_post.hpp"
 #include "serve/cmd_serve.hpp"
 
 #ifndef ROLLSAFE_VERSION
@@ -21,6 +22,7 @@ int main(int argc, char** argv) {
     std::function<int()> run;
     rollsafe::serve::AddServeCommand(app, &run);
     rollsafe::audit::AddAuditCommand(app, &run);
+    rollsafe::post::AddPostCommand(app, &run);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

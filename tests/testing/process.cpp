@@ -257,7 +257,7 @@ ServeProcess::ServeProcess(std::vector<std::string> extra_args)
 ServeProcess::ServeProcess(ServeOptions options) {
     db_path_ = options.db_path.empty() ? dir_.Path() + "/t.db" : std::move(options.db_path);
     argv_ = {RollsafeBinary(), "serve",
-             "--listen",       "127.0.0.1:0",
+             "--listen",       options.listen,
              "--admin-listen", "127.0.0.1:0",
              "--store",        "sqlite:" + db_path_,
              "--threads",      std::to_string(options.threads)};

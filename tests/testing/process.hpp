@@ -81,11 +81,14 @@ struct ServeOptions {
     std::vector<std::pair<std::string, std::string>> env;
     /// `--threads`.
     int threads = 2;
+    /// `--listen`: port 0 picks a free port; a fixed one (on 127.0.0.1) is for tests that need
+    /// a client to find a restarted server at the same address.
+    std::string listen = "127.0.0.1:0";
 };
 
-/// The `rollsafe serve` binary, started on loopback with port 0 for both listeners, a store in
-/// a fresh temporary directory (or ServeOptions::db_path) and two threads (or
-/// ServeOptions::threads):
+/// The `rollsafe serve` binary, started on loopback with port 0 for both listeners (or
+/// ServeOptions::listen for the API one), a store in a fresh temporary directory (or
+/// ServeOptions::db_path) and two threads (or ServeOptions::threads):
 ///
 ///   rollsafe serve --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0
 ///                  --store sqlite:<tmp>/t.db --threads 2 <extra_args...>
