@@ -113,8 +113,11 @@ int Run(const Flags& f) {
         std::cerr << "rollsafe serve: " << e.what() << "\n";
         return 1;
     }
-    server->Spawn(RecoveryLoop(env, *server, {Dur(f.recovery_interval), Dur(f.retention)}),
-                  /*counted=*/false);
+    RecoveryOptions recovery;
+    recovery.interval = Dur(f.recovery_interval);
+    recovery.retention = Dur(f.retention);
+    recovery.should_scan = [&lc] { return lc.GetState() == lifecycle::State::kReady; };
+    server->Spawn(RecoveryLoop(env, *server, recovery), /*counted=*/false);
     const auto host = [](const std::string& a) { return a.substr(0, a.rfind(':')); };
     util::LogEvent(
         "listening",

@@ -17,6 +17,7 @@ http::BackgroundTask RecoveryLoop(OperationEnv& env, http::Server& server,
                                   RecoveryOptions options) {
     return [&env, &server, options](http::RequestContext& ctx) -> boost::asio::awaitable<void> {
         while (co_await ctx.Sleep(options.interval)) {
+            if (options.should_scan && !options.should_scan()) continue;
             std::vector<store::Operation> taken;
             int deleted = 0;
             const std::string owner_prefix = ctx.ReplicaName() + "/";

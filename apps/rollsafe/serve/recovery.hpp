@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 
 #include "rollsafe/http/server.hpp"
 #include "serve/operations.hpp"
@@ -15,6 +16,9 @@ struct RecoveryOptions {
     std::chrono::milliseconds retention{86'400'000};  ///< completed rows older than this go
     int scan_batch = 16;                              ///< operations taken over per scan, at most
     int retention_batch = 500;                        ///< rows deleted per scan, at most
+    /// Whether to scan now; false while the replica is draining, so it does not adopt
+    /// operations it would hand back moments later. Empty: always.
+    std::function<bool()> should_scan;
 };
 
 /// The scan loop, to run with `server.Spawn(task, /*counted=*/false)`. Every interval it takes
