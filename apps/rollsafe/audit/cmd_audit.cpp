@@ -43,9 +43,17 @@ int Run(const Flags& f) {
             return 1;
         }
     }
+    // Taken before the snapshot: a lease that expires while we read is not "expired" yet.
+    const std::int64_t now_ms = f.now_given
+                                    ? f.now_ms
+                                    : std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count();
     std::unique_ptr<store::Store> st;
     try {
-        st = store::OpenStore(f.store);
+        store::Durability read_only;
+        read_only.read_only = true;  // an audit must not migrate or write what it checks
+        st = store::OpenStore(f.store, read_only);
     } catch (const std::exception& e) {
         std::cerr << "rollsafe audit: cannot open store: " << e.what() << "\n";
         return 1;
@@ -80,11 +88,6 @@ int Run(const Flags& f) {
         return 1;
     }
 
-    const std::int64_t now_ms = f.now_given
-                                    ? f.now_ms
-                                    : std::chrono::duration_cast<std::chrono::milliseconds>(
-                                          std::chrono::system_clock::now().time_since_epoch())
-                                          .count();
     const AuditResult result = Audit(*snapshot, now_ms);
     for (const auto& line : result.effect_lines) std::cout << line << '\n';
     for (const auto& line : result.problem_lines) std::cerr << line << '\n';

@@ -200,5 +200,31 @@ TEST(AuditCommand, UnreadableStoreExits1WithAClearMessage) {
     EXPECT_TRUE(Contains(url.err, "cannot open store")) << url.err;
 }
 
+std::string ReadBytes(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+// The audit opens the store read-only: pointed at the wrong SQLite file it must refuse it and
+// leave it byte for byte as it was (no migration, no WAL switch).
+TEST(AuditCommand, ForeignSqliteFileIsRefusedAndLeftUntouched) {
+    TempDir dir;
+    const std::string db = dir.File("other.db");
+    ASSERT_EQ(std::system(("sqlite3 '" + db +
+                           "' 'CREATE TABLE other(x); INSERT INTO other "
+                           "VALUES (1);'")
+                              .c_str()),
+              0);
+    const std::string before = ReadBytes(db);
+    ASSERT_FALSE(before.empty());
+    const auto r = RunRollsafe(dir, "audit --store sqlite:" + db);
+    EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+    EXPECT_TRUE(Contains(r.err, "not a rollsafe store")) << r.err;
+    EXPECT_EQ(ReadBytes(db), before) << "the audit modified the file it was pointed at";
+    EXPECT_FALSE(std::filesystem::exists(db + "-wal"));
+}
+
 }  // namespace
 }  // namespace rollsafe::audit

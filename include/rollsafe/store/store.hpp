@@ -157,6 +157,9 @@ struct Durability {
     std::string synchronous = "full";
     /// Most writes grouped into one commit.
     int max_batch = 256;
+    /// Open an existing store for reading only (audits): no file is created, nothing is
+    /// migrated or written, and Write() fails with kPermanent.
+    bool read_only = false;
 };
 
 /// Storage for the reference API. Implementations are thread-safe.

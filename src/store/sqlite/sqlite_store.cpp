@@ -14,12 +14,16 @@ namespace rollsafe::store {
 namespace {
 
 constexpr int kSchemaVersion = 1;
+/// How long a connection waits for another's lock: 20,000 polls of 250 us = 5 s.
+constexpr int kBusyTries = 20'000;
 
 /// One connection with a cache of prepared statements. Used by exactly one thread.
 class Connection {
   public:
     Connection(const std::string& path, const Durability& d) {
-        const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+        const int flags = d.read_only
+                              ? SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX
+                              : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
         if (sqlite3_open_v2(path.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
             std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
             sqlite3_close(db_);
@@ -27,8 +31,21 @@ class Connection {
         }
         try {
             // Several processes share the file; wait for each other's write locks instead of
-            // failing at once.
-            sqlite3_busy_timeout(db_, 5000);
+            // failing at once. SQLite's own busy timeout sleeps up to 100 ms between tries, and
+            // a replica committing back to back leaves gaps of microseconds: the waiter starved
+            // for its whole timeout. Polling every 250 us catches those gaps.
+            sqlite3_busy_handler(
+                db_,
+                [](void*, int tries) -> int {
+                    if (tries >= kBusyTries) return 0;
+                    std::this_thread::sleep_for(std::chrono::microseconds(250));
+                    return 1;
+                },
+                nullptr);
+            if (d.read_only) {
+                CheckVersion(path);
+                return;
+            }
             EnableWal(path);
             Exec("PRAGMA synchronous=" + d.synchronous);
             Exec("PRAGMA foreign_keys=ON");
@@ -48,6 +65,21 @@ class Connection {
     Connection& operator=(const Connection&) = delete;
 
     sqlite3* db() { return db_; }
+
+    /// A read-only open must find this binary's schema: anything else is not a rollsafe store
+    /// (or one this binary cannot read).
+    void CheckVersion(const std::string& path) {
+        sqlite3_stmt* s = nullptr;
+        int version = -1;
+        if (sqlite3_prepare_v2(db_, "PRAGMA user_version", -1, &s, nullptr) == SQLITE_OK &&
+            sqlite3_step(s) == SQLITE_ROW)
+            version = sqlite3_column_int(s, 0);
+        sqlite3_finalize(s);
+        if (version != kSchemaVersion)
+            throw std::runtime_error("'" + path + "' is not a rollsafe store of schema version " +
+                                     std::to_string(kSchemaVersion) + " (found " +
+                                     std::to_string(version) + ")");
+    }
 
     // Switching a new file to WAL needs an exclusive lock, and SQLite answers SQLITE_BUSY at
     // once (without the busy handler) when another process is doing the same: retry, bounded.
@@ -765,7 +797,27 @@ class SqliteStore final : public Store {
 
 }  // namespace
 
+/// An existing store opened for reading only: one reader thread, no writer, no checkpointer.
+class ReadOnlySqliteStore final : public Store {
+  public:
+    ReadOnlySqliteStore(const std::string& path, const Durability& d)
+        : reader_(path, d, /*group_commit=*/false) {}
+    ~ReadOnlySqliteStore() override { Shutdown(); }
+    void Write(Job, std::function<void(Status)> done) override {
+        done({ErrorKind::kPermanent, "this store was opened read-only"});
+    }
+    void Read(Job job, std::function<void(Status)> done) override {
+        reader_.Submit(std::move(job), std::move(done));
+    }
+    bool Healthy() const override { return reader_.Healthy(); }
+    void Shutdown() override { reader_.Stop(); }
+
+  private:
+    Worker reader_;
+};
+
 std::unique_ptr<Store> OpenSqliteStore(const std::string& path, Durability durability) {
+    if (durability.read_only) return std::make_unique<ReadOnlySqliteStore>(path, durability);
     if (durability.synchronous != "full" && durability.synchronous != "normal" &&
         durability.synchronous != "off")
         throw std::invalid_argument("synchronous must be full, normal or off, not '" +
