@@ -88,6 +88,7 @@ struct Conn {
     bool timed_out = false;
     std::uint64_t timer_gen = 0;
     Context* ctx = nullptr;  // set while a handler runs
+    std::chrono::steady_clock::time_point write_started;  // valid in kWriting
 
     /// Cancels the socket's pending operation after `d` unless Disarm() runs first.
     void Arm(std::chrono::milliseconds d, std::shared_ptr<Conn> self) {
@@ -587,10 +588,8 @@ struct Server::Impl {
             const auto latency = std::chrono::steady_clock::now() - started;
             metrics.RecordRequest(out.route, out.res.status, latency);
             conn->phase = Phase::kWriting;
-            // A client that stops reading must not hold the process past its deadline.
-            conn->Arm(opt.body_timeout, conn);
+            conn->write_started = std::chrono::steady_clock::now();  // see SweepWriters
             auto [wec, wn] = co_await bhttp::async_write(conn->sock, res, kTuple);
-            conn->Disarm();
             (void)wn;
             if (opt.access_log) {
                 boost::json::object o;
@@ -661,6 +660,25 @@ struct Server::Impl {
         asio::co_spawn(loop.ioc, RunBackground(loop, std::move(task), counted), asio::detached);
     }
 
+    // A client that stops reading must not hold a connection (or the process, past its
+    // deadline) forever. A timer per response cost measurable throughput; one sweep per loop
+    // and second cancels writes that have run longer than --body-timeout.
+    awaitable<void> SweepWriters(Loop& loop) {
+        asio::steady_timer t(loop.ioc);
+        for (;;) {
+            t.expires_after(std::chrono::seconds(1));
+            auto [ec] = co_await t.async_wait(kTuple);
+            if (ec) co_return;
+            const auto now = std::chrono::steady_clock::now();
+            for (auto& c : loop.conns) {
+                if (c->phase == Phase::kWriting && now - c->write_started > opt.body_timeout) {
+                    boost::system::error_code e;
+                    c->sock.cancel(e);
+                }
+            }
+        }
+    }
+
     void Run() {
         lc.Subscribe([this](lifecycle::State from, lifecycle::State to) {
             metrics.SetLifecycleState(static_cast<int>(to));
@@ -678,6 +696,7 @@ struct Server::Impl {
         signals->add(SIGTERM);
         signals->add(SIGINT);
         WaitSignal();
+        for (auto& l : loops) asio::co_spawn(l->ioc, SweepWriters(*l), asio::detached);
         asio::co_spawn(loops[0]->ioc, Accept(*api_acc, false), asio::detached);
         asio::co_spawn(loops[0]->ioc, Accept(*admin_acc, true), asio::detached);
         lc.MarkReady();
