@@ -87,7 +87,7 @@ struct Conn {
     Phase phase = Phase::kIdle;
     bool timed_out = false;
     std::uint64_t timer_gen = 0;
-    Context* ctx = nullptr;  // set while a handler runs
+    Context* ctx = nullptr;                               // set while a handler runs
     std::chrono::steady_clock::time_point write_started;  // valid in kWriting
 
     /// Cancels the socket's pending operation after `d` unless Disarm() runs first.
