@@ -89,6 +89,7 @@ struct Conn {
     std::uint64_t timer_gen = 0;
     Context* ctx = nullptr;                               // set while a handler runs
     std::chrono::steady_clock::time_point write_started;  // valid in kWriting
+    bool deadline_cancelled = false;  // its read was cancelled by the shutdown deadline
 
     /// Cancels the socket's pending operation after `d` unless Disarm() runs first.
     void Arm(std::chrono::milliseconds d, std::shared_ptr<Conn> self) {
@@ -279,8 +280,11 @@ struct Server::Impl {
                         c->ctx->Cancel();
                     else if (c->phase == Phase::kWriting)
                         c->Arm(std::chrono::milliseconds(1000), c);  // a last second to finish
-                    else
+                    else {
+                        // A request still arriving is answered 503 too; an idle one just goes.
+                        c->deadline_cancelled = c->phase == Phase::kReading;
                         c->sock.cancel(e);
+                    }
                 }
             });
         }
@@ -354,6 +358,15 @@ struct Server::Impl {
         co_await asio::async_write(s, asio::buffer(wire), kTuple);
         boost::system::error_code ignored;
         s.shutdown(tcp::socket::shutdown_send, ignored);
+    }
+
+    Response DeadlineResponse() const {
+        Response r = Response::Problem(
+            503,
+            "the server is shutting down; the request was cancelled before it was read "
+            "in full; retry with the same Idempotency-Key");
+        r.With("Retry-After", std::to_string(opt.retry_after_seconds));
+        return r;
     }
 
     struct Outcome {
@@ -432,6 +445,8 @@ struct Server::Impl {
                             Response::Problem(431, "request line and headers exceed " +
                                                        std::to_string(opt.header_limit) + " bytes"),
                             true, "unparsed"};
+                    } else if (conn->deadline_cancelled) {
+                        out = {DeadlineResponse(), true, "unparsed"};
                     } else if (ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
                                ec == asio::error::operation_aborted ||
                                ec == asio::error::connection_reset ||
@@ -501,6 +516,8 @@ struct Server::Impl {
                                                413, "request body exceeds the limit of " +
                                                         std::to_string(opt.body_limit) + " bytes"),
                                            true, "unparsed"};
+                                } else if (conn->deadline_cancelled) {
+                                    out = {DeadlineResponse(), true, "unparsed"};
                                 } else if (bec == asio::error::operation_aborted ||
                                            bec == bhttp::error::end_of_stream ||
                                            bec == asio::error::eof ||

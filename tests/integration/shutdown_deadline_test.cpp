@@ -131,5 +131,32 @@ TEST(ShutdownDeadline, SecondSigtermDuringClosingCancelsInFlightAtOnce) {
     ExpectNothingStored(server.DbPath());
 }
 
+// A request whose body is still arriving at the deadline is answered too (503 + Retry-After,
+// Connection: close), rather than dropped with the connection.
+TEST(ShutdownDeadline, RequestStillUploadingAtTheDeadlineGets503) {
+    ServeProcess server;
+    HttpConnection c = HttpConnection::Connect(server.ApiPort());
+    ASSERT_TRUE(c.IsOpen());
+    ASSERT_EQ(c.SendRaw("POST /resources HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                        "Content-Type: application/json\r\nIdempotency-Key: uploading-1\r\n"
+                        "Content-Length: 100\r\n\r\n{\"data\":"),
+              0);
+    std::this_thread::sleep_for(kLetRequestArrive);
+
+    const auto t0 = SteadyClock::now();
+    ASSERT_TRUE(server.Signal(SIGTERM));
+    ASSERT_TRUE(PollUntilStatus(server.AdminPort(), "/readyz", 503, t0 + 1s));
+    ASSERT_TRUE(server.Signal(SIGTERM));  // straight to the deadline
+    const HttpResponse r = c.ReadResponse(t0 + 5s);
+    ASSERT_TRUE(r.complete) << r.Describe();
+    EXPECT_EQ(r.status, 503) << r.Describe();
+    EXPECT_TRUE(r.Header("Retry-After").has_value()) << r.Describe();
+    EXPECT_TRUE(r.HasToken("Connection", "close")) << r.Describe();
+    const auto code = server.WaitExit(t0 + 3s);
+    ASSERT_TRUE(code);
+    EXPECT_EQ(*code, 0);
+    ExpectNothingStored(server.DbPath());
+}
+
 }  // namespace
 }  // namespace rollsafe::testing
