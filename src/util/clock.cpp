@@ -10,6 +10,11 @@ const SystemClock& SystemClock::Instance() {
     return clock;
 }
 
+std::int64_t UnixMillis(const Clock& clock) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(clock.WallNow().time_since_epoch())
+        .count();
+}
+
 std::string FormatRfc3339(Clock::Wall t) {
     const auto ms_total =
         std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();

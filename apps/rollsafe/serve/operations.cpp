@@ -17,11 +17,6 @@ namespace json = boost::json;
 
 namespace {
 
-std::int64_t NowMs(const util::Clock& clock) {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(clock.WallNow().time_since_epoch())
-        .count();
-}
-
 json::object ParseObject(const std::string& body) {
     json::parse_options popt;
     popt.max_depth = kMaxJsonDepth;
@@ -102,12 +97,12 @@ auto Commit(store::Store& store, store::Job job) {
 }
 
 // The replica that runs an operation: the claim token is "<replica>/<nonce>".
-std::string env_owner(const store::Operation& op) { return op.owner.substr(0, op.owner.find('/')); }
+std::string ReplicaOf(const store::Operation& op) { return op.owner.substr(0, op.owner.find('/')); }
 
 /// The last phase: the operation's effect and the row's completion, in one transaction.
 Response Finalize(store::Tx& tx, OperationEnv& env, const Plan& plan, const store::Operation& op,
                   const json::object& state) {
-    const std::int64_t now = NowMs(env.clock);
+    const std::int64_t now = util::UnixMillis(env.clock);
     auto str = [&](std::string_view k) -> std::string {
         const auto* v = state.if_contains(k);
         return v && v->is_string() ? std::string(v->as_string()) : std::string();
@@ -118,7 +113,7 @@ Response Finalize(store::Tx& tx, OperationEnv& env, const Plan& plan, const stor
     if (created_at.empty()) created_at = util::FormatRfc3339(env.clock.WallNow());
     Response res;
     if (plan.kind == Plan::Kind::kResource) {
-        store::Resource r{id, plan.data_json, created_at, op.key, env_owner(op), op.principal};
+        store::Resource r{id, plan.data_json, created_at, op.key, ReplicaOf(op), op.principal};
         tx.InsertResource(r);
         res = Response::Json(201, RenderResource(r));
         res.With("Location", "/resources/" + id);
@@ -257,10 +252,10 @@ boost::asio::awaitable<Response> RunOperation(OperationEnv& env, const store::Op
     auto hook = [&](const char* point) {
         if (env.after_commit) env.after_commit(point);
     };
-    auto lease_until = [&] { return NowMs(env.clock) + env.lease.count(); };
+    auto lease_until = [&] { return util::UnixMillis(env.clock) + env.lease.count(); };
     auto release = [&]() -> boost::asio::awaitable<void> {
         co_await Commit(env.store, [&](store::Tx& tx) {
-            tx.Release(op.principal, op.key, op.owner, NowMs(env.clock));
+            tx.Release(op.principal, op.key, op.owner, util::UnixMillis(env.clock));
             return store::Status::Ok();
         });
     };
@@ -291,13 +286,14 @@ boost::asio::awaitable<Response> RunOperation(OperationEnv& env, const store::Op
     if (ctx.Cancelled()) co_return co_await cancelled();
     if (op.recovery_point.empty() && plan.work_ms > 0) {
         // reserve: the effect's id is fixed here, so a resumed operation creates the same one.
-        state["id"] = util::NewUuidV7(env.random, static_cast<std::uint64_t>(NowMs(env.clock)));
+        state["id"] =
+            util::NewUuidV7(env.random, static_cast<std::uint64_t>(util::UnixMillis(env.clock)));
         state["created_at"] = util::FormatRfc3339(env.clock.WallNow());
         bool owned = false;
         const std::string st_json = json::serialize(state);
         auto st = co_await Commit(env.store, [&](store::Tx& tx) {
             owned = tx.SaveProgress(op.principal, op.key, op.owner, "reserved", st_json,
-                                    lease_until(), NowMs(env.clock));
+                                    lease_until(), util::UnixMillis(env.clock));
             return store::Status::Ok();
         });
         if (!st.ok()) co_return failed(st);
@@ -326,7 +322,7 @@ boost::asio::awaitable<Response> RunOperation(OperationEnv& env, const store::Op
         bool owned = false;
         auto st = co_await Commit(env.store, [&](store::Tx& tx) {
             owned = tx.SaveProgress(op.principal, op.key, op.owner, "worked", op.recovery_state,
-                                    lease_until(), NowMs(env.clock));
+                                    lease_until(), util::UnixMillis(env.clock));
             return store::Status::Ok();
         });
         if (!st.ok()) co_return failed(st);
@@ -404,7 +400,7 @@ boost::asio::awaitable<Response> HandleIdempotentPost(OperationEnv& env, Request
     }
 
     // Taken after any wait, so that the lease starts when the work can.
-    const std::int64_t now = NowMs(env.clock);
+    const std::int64_t now = util::UnixMillis(env.clock);
     store::Operation fresh;
     fresh.principal = journal::PrincipalFor(req.Header("Authorization"));
     fresh.key = *key;
@@ -438,7 +434,7 @@ boost::asio::awaitable<Response> HandleIdempotentPost(OperationEnv& env, Request
                               plan.data_json,
                               util::FormatRfc3339(env.clock.WallNow()),
                               fresh.key,
-                              ctx.ReplicaName(),
+                              ReplicaOf(fresh),
                               fresh.principal};
             Response res = Response::Json(201, RenderResource(r));
             res.With("Location", "/resources/" + r.id);

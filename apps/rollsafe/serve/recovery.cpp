@@ -6,13 +6,6 @@
 
 namespace rollsafe::serve {
 
-namespace {
-std::int64_t NowMs(const util::Clock& clock) {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(clock.WallNow().time_since_epoch())
-        .count();
-}
-}  // namespace
-
 http::BackgroundTask RecoveryLoop(OperationEnv& env, http::Server& server,
                                   RecoveryOptions options) {
     return [&env, &server, options](http::RequestContext& ctx) -> boost::asio::awaitable<void> {
@@ -26,7 +19,7 @@ http::BackgroundTask RecoveryLoop(OperationEnv& env, http::Server& server,
                     env.store.Write(
                         [&](store::Tx& tx) {
                             taken.clear();
-                            const std::int64_t now = NowMs(env.clock);
+                            const std::int64_t now = util::UnixMillis(env.clock);
                             for (auto& op : tx.ExpiredOperations(now, options.scan_batch)) {
                                 const std::string owner =
                                     owner_prefix + util::NewUuid(env.random).substr(0, 13);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 
 namespace rollsafe::util {
@@ -29,6 +30,9 @@ class SystemClock final : public Clock {
     /// A process-wide instance.
     static const SystemClock& Instance();
 };
+
+/// Milliseconds since the Unix epoch on `clock`'s wall time (journal leases and timestamps).
+std::int64_t UnixMillis(const Clock& clock);
 
 /// RFC 3339 UTC timestamp with milliseconds, e.g. "2026-11-29T16:47:55.123Z".
 std::string FormatRfc3339(Clock::Wall t);
