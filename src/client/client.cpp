@@ -298,4 +298,25 @@ PostResult Post(const PostRequest& request, const Environment& env) {
     }
 }
 
+std::optional<Response> Get(const std::string& url, milliseconds timeout, std::string* error) {
+    std::string url_error;
+    const auto target = ParseUrl(url, &url_error);
+    if (!target) throw std::invalid_argument(url_error);
+    if (timeout <= milliseconds(0)) throw std::invalid_argument("the timeout must be positive");
+
+    http::request<http::string_body> req{http::verb::get, target->target, 11};
+    req.set(http::field::host, target->host);
+    req.set(http::field::user_agent, "rollsafe-client");
+    req.set(http::field::accept, "application/json, application/problem+json");
+    // One exchange per call: nothing would ever reuse the connection.
+    req.set(http::field::connection, "close");
+    req.prepare_payload();
+
+    const tcp::endpoint endpoint(net::ip::make_address(target->address), target->port);
+    Connection conn;
+    Connection::Result r = conn.Exchange(endpoint, req, timeout, kGetBodyLimit);
+    if (!r.response && error != nullptr) *error = r.detail;
+    return std::move(r.response);
+}
+
 }  // namespace rollsafe::client

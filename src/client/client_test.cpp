@@ -382,5 +382,64 @@ TEST(Client, RefusesHeadersItMustSetItselfAndMalformedOnes) {
     EXPECT_THROW(Post(req), std::invalid_argument);
 }
 
+TEST(ClientGet, SendsOneGetWithConnectionCloseAndReturnsAnyStatus) {
+    ScriptedServer server({Reply::Http(Response(200, R"({"id":"r-1","data":[1]})")),
+                           Reply::Http(Response(404, R"({"status":404})"))});
+    const std::string base = "http://127.0.0.1:" + std::to_string(server.Port());
+    std::string error = "untouched";
+    const auto ok = Get(base + "/resources/r-1?x=1", 5s, &error);
+    ASSERT_TRUE(ok) << error;
+    EXPECT_EQ(ok->status, 200);
+    EXPECT_EQ(ok->body, R"({"id":"r-1","data":[1]})");
+    EXPECT_EQ(ok->Header("content-type"), "application/json");
+    EXPECT_EQ(error, "untouched");
+
+    // A 404 is an answer, not an error: returned as is, with no second attempt.
+    const auto missing = Get(base + "/resources/r-2", 5s);
+    ASSERT_TRUE(missing);
+    EXPECT_EQ(missing->status, 404);
+
+    const auto requests = server.Requests();
+    ASSERT_EQ(requests.size(), 2u);
+    EXPECT_EQ(requests[0].rfind("GET /resources/r-1?x=1 HTTP/1.1\r\n", 0), 0u) << requests[0];
+    EXPECT_EQ(requests[1].rfind("GET /resources/r-2 HTTP/1.1\r\n", 0), 0u) << requests[1];
+    for (const auto& req : requests) {
+        EXPECT_EQ(HeaderOf(req, "Connection"), "close");
+        EXPECT_EQ(HeaderOf(req, "Host"), "127.0.0.1:" + std::to_string(server.Port()));
+        EXPECT_EQ(HeaderOf(req, "Idempotency-Key"), "");
+        EXPECT_TRUE(req.ends_with("\r\n\r\n")) << "a GET has no body: " << req;
+    }
+    EXPECT_EQ(server.Connections(), 2);  // one connection per call
+}
+
+TEST(ClientGet, ReportsARefusedConnectAndATimeoutWithoutAResponse) {
+    std::uint16_t port;
+    {
+        ScriptedServer closed({});
+        port = closed.Port();
+    }
+    std::string error;
+    EXPECT_FALSE(Get("http://127.0.0.1:" + std::to_string(port) + "/", 5s, &error));
+    EXPECT_EQ(error.rfind("connect: ", 0), 0u) << error;
+
+    ScriptedServer hang({Reply::Hang()});
+    const auto start = std::chrono::steady_clock::now();
+    error.clear();
+    EXPECT_FALSE(Get(hang.Url(), 200ms, &error));
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+    EXPECT_EQ(error.rfind("receive: ", 0), 0u) << error;
+
+    ScriptedServer garbage({Reply{"SMTP ready\r\n\r\n", true, false}});
+    error.clear();
+    EXPECT_FALSE(Get(garbage.Url(), 5s, &error));
+    EXPECT_FALSE(error.empty());
+}
+
+TEST(ClientGet, RefusesWhatPostRefuses) {
+    EXPECT_THROW(Get("https://127.0.0.1/", 1s), std::invalid_argument);
+    EXPECT_THROW(Get("http://example.com/", 1s), std::invalid_argument);
+    EXPECT_THROW(Get("http://127.0.0.1:1/", 0ms), std::invalid_argument);
+}
+
 }  // namespace
 }  // namespace rollsafe::client

@@ -1,6 +1,7 @@
 /// @file
 /// @brief The retrying client: one JSON POST with an idempotency key, retried until it lands,
-/// the answer is final, or the retries or the deadline run out.
+/// the answer is final, or the retries or the deadline run out; and a one-attempt GET for
+/// reading results back.
 ///
 /// Every attempt of one Post carries the *same* `Idempotency-Key`, which is what makes
 /// retrying a POST safe: the server's journal executes a key once, replays the stored answer
@@ -10,7 +11,7 @@
 ///
 /// Scope: `http://` only, and the host must be an IP literal or `localhost` (127.0.0.1): no
 /// TLS and no name resolution, so an attempt never blocks outside its timeout. Blocking: Post
-/// returns when it is done, on the calling thread, with its own I/O context.
+/// and Get return when they are done, on the calling thread, with their own I/O context.
 #pragma once
 
 #include <chrono>
@@ -128,5 +129,21 @@ struct Environment {
 /// ParseUrl refuses, a header CheckExtraHeader refuses, a non-positive attempt timeout or
 /// deadline). Thread-safe: concurrent calls share nothing but `env`.
 PostResult Post(const PostRequest& request, const Environment& env = {});
+
+/// The largest response body Get accepts; a larger one is an error (a ledger account with
+/// many entries is the biggest answer the drill reads).
+inline constexpr std::size_t kGetBodyLimit = 64 * 1024 * 1024;
+
+/// Sends one `GET` to `url` with `Accept: application/json, application/problem+json` and
+/// `Connection: close`, on a fresh connection, and reads the answer. One attempt, no retry:
+/// callers that want retries loop themselves (a GET is safe to repeat). `timeout` bounds the
+/// whole exchange (connect, send, receive). Returns the response whatever its status;
+/// nullopt when no complete response arrived (connect refused, timeout, connection lost, a
+/// malformed answer or a body over kGetBodyLimit), with `error`, when given, set to the phase
+/// and the system's words (e.g. "connect: Connection refused"). Blocks on the calling thread
+/// with its own I/O context; never throws for network or HTTP outcomes. Throws
+/// std::invalid_argument for a URL ParseUrl refuses or a non-positive timeout. Thread-safe.
+std::optional<Response> Get(const std::string& url, std::chrono::milliseconds timeout,
+                            std::string* error = nullptr);
 
 }  // namespace rollsafe::client
