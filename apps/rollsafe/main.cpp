@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 
 #include "audit/cmd_audit.hpp"
+#include "drill/cmd_drill.hpp"
 #include "post/cmd_post.hpp"
 #include "serve/cmd_serve.hpp"
 
@@ -23,6 +24,7 @@ int main(int argc, char** argv) {
     rollsafe::serve::AddServeCommand(app, &run);
     rollsafe::audit::AddAuditCommand(app, &run);
     rollsafe::post::AddPostCommand(app, &run);
+    rollsafe::drill::AddDrillCommand(app, &run);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -20,6 +20,20 @@ std::optional<std::chrono::milliseconds> ParseDuration(std::string_view text) {
             n = n * 10 + digit;
             ++i;
         }
+        // A decimal fraction ("0.5s", "1.25m"), kept to the millisecond.
+        std::int64_t frac = 0, frac_scale = 1;
+        if (i < text.size() && text[i] == '.') {
+            ++i;
+            if (i >= text.size() || !std::isdigit(static_cast<unsigned char>(text[i])))
+                return std::nullopt;
+            while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) {
+                if (frac_scale < 1'000'000'000) {
+                    frac = frac * 10 + (text[i] - '0');
+                    frac_scale *= 10;
+                }
+                ++i;
+            }
+        }
         std::size_t j = i;
         while (j < text.size() && std::isalpha(static_cast<unsigned char>(text[j]))) ++j;
         const std::string_view unit = text.substr(i, j - i);
@@ -39,6 +53,9 @@ std::optional<std::chrono::milliseconds> ParseDuration(std::string_view text) {
             return std::nullopt;
         if (n > (kMax - total) / mult) return std::nullopt;
         total += n * mult;
+        const std::int64_t frac_ms = frac * mult / frac_scale;  // < mult: no overflow
+        if (frac_ms > kMax - total) return std::nullopt;
+        total += frac_ms;
     }
     return std::chrono::milliseconds(total);
 }

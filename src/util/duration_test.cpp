@@ -77,8 +77,8 @@ TEST(ParseDuration, RejectsNegativeAndSignedValues) {
     EXPECT_EQ(ParseDuration("+5s"), std::nullopt);
 }
 
-TEST(ParseDuration, RejectsFractionsWhitespaceAndSeparators) {
-    for (const char* text : {"1.5s", "1,5s", " 5s", "5s ", "5 s", "1m 30s", "1m,30s", "5s\n"})
+TEST(ParseDuration, RejectsCommasWhitespaceAndSeparators) {
+    for (const char* text : {"1,5s", " 5s", "5s ", "5 s", "1m 30s", "1m,30s", "5s\n"})
         EXPECT_EQ(ParseDuration(text), std::nullopt) << '"' << text << '"';
 }
 
@@ -162,4 +162,14 @@ TEST(FormatDuration, RoundTripsThroughParseDuration) {
 }
 
 }  // namespace
+TEST(ParseDuration, ParsesDecimalFractionsToTheMillisecond) {
+    EXPECT_EQ(ParseDuration("0.5s"), milliseconds(500));
+    EXPECT_EQ(ParseDuration("1.25m"), milliseconds(75'000));
+    EXPECT_EQ(ParseDuration("2.0005s"), milliseconds(2000));  // truncated
+    EXPECT_EQ(ParseDuration("1.5s200ms"), milliseconds(1700));
+    EXPECT_FALSE(ParseDuration("1.s"));
+    EXPECT_FALSE(ParseDuration(".5s"));
+    EXPECT_FALSE(ParseDuration("1..5s"));
+}
+
 }  // namespace rollsafe::util

@@ -34,29 +34,45 @@ std::optional<std::string> SqlitePath(std::string_view url) {
 }
 
 int Run(const Flags& f) {
-    // OpenStore creates a missing database, and an empty store would pass the audit: a typo
-    // in the path must fail instead.
-    if (auto path = SqlitePath(f.store); path && !path->empty()) {
-        std::error_code ec;
-        if (!std::filesystem::exists(*path, ec)) {
-            std::cerr << "rollsafe audit: cannot open store: no database at '" << *path << "'\n";
-            return 1;
-        }
-    }
     // Taken before the snapshot: a lease that expires while we read is not "expired" yet.
     const std::int64_t now_ms = f.now_given
                                     ? f.now_ms
                                     : std::chrono::duration_cast<std::chrono::milliseconds>(
                                           std::chrono::system_clock::now().time_since_epoch())
                                           .count();
+    auto snapshot = std::make_shared<Snapshot>();
+    std::string error;
+    if (!ReadStoreSnapshot(f.store, snapshot.get(), &error)) {
+        std::cerr << "rollsafe audit: " << error << "\n";
+        return 1;
+    }
+    const AuditResult result = Audit(*snapshot, now_ms);
+    for (const auto& line : result.effect_lines) std::cout << line << '\n';
+    for (const auto& line : result.problem_lines) std::cerr << line << '\n';
+    std::cout << result.summary_line << '\n' << std::flush;
+    return result.ok ? 0 : 1;
+}
+
+}  // namespace
+
+bool ReadStoreSnapshot(const std::string& store_url, Snapshot* out, std::string* error) {
+    // OpenStore creates a missing database, and an empty store would pass the audit: a typo
+    // in the path must fail instead.
+    if (auto path = SqlitePath(store_url); path && !path->empty()) {
+        std::error_code ec;
+        if (!std::filesystem::exists(*path, ec)) {
+            *error = "cannot open store: no database at '" + *path + "'";
+            return false;
+        }
+    }
     std::unique_ptr<store::Store> st;
     try {
         store::Durability read_only;
         read_only.read_only = true;  // an audit must not migrate or write what it checks
-        st = store::OpenStore(f.store, read_only);
+        st = store::OpenStore(store_url, read_only);
     } catch (const std::exception& e) {
-        std::cerr << "rollsafe audit: cannot open store: " << e.what() << "\n";
-        return 1;
+        *error = std::string("cannot open store: ") + e.what();
+        return false;
     }
 
     // Shared with the callbacks, so that a read finishing after the deadline writes into
@@ -74,28 +90,23 @@ int Run(const Flags& f) {
         },
         [done](store::Status s) { done->set_value(std::move(s)); });
     if (status.wait_for(kReadDeadline) != std::future_status::ready) {
-        std::cerr << "rollsafe audit: the store did not answer within "
-                  << std::chrono::duration_cast<std::chrono::seconds>(kReadDeadline).count()
-                  << " s\n";
+        *error = "the store did not answer within " +
+                 std::to_string(
+                     std::chrono::duration_cast<std::chrono::seconds>(kReadDeadline).count()) +
+                 " s";
         // Shutdown would wait for the stuck read; the process is about to exit anyway.
         (void)st.release();
-        return 1;
+        return false;
     }
     const store::Status read = status.get();
     st->Shutdown();
     if (!read.ok()) {
-        std::cerr << "rollsafe audit: cannot read store: " << read.message << "\n";
-        return 1;
+        *error = "cannot read store: " + read.message;
+        return false;
     }
-
-    const AuditResult result = Audit(*snapshot, now_ms);
-    for (const auto& line : result.effect_lines) std::cout << line << '\n';
-    for (const auto& line : result.problem_lines) std::cerr << line << '\n';
-    std::cout << result.summary_line << '\n' << std::flush;
-    return result.ok ? 0 : 1;
+    *out = std::move(*snapshot);
+    return true;
 }
-
-}  // namespace
 
 void AddAuditCommand(CLI::App& app, std::function<int()>* run) {
     auto flags = std::make_shared<Flags>();

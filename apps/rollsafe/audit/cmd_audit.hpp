@@ -9,8 +9,16 @@
 
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <string>
+
+#include "audit/auditor.hpp"
 
 namespace rollsafe::audit {
+
+/// Opens `store_url` read-only (a `sqlite:` file must exist) and reads every table into
+/// `*snapshot` in one read transaction. Returns false with a sentence in `*error` ("cannot
+/// open store: ...", "cannot read store: ...", "the store did not answer within 120 s").
+bool ReadStoreSnapshot(const std::string& store_url, Snapshot* snapshot, std::string* error);
 
 /// Adds the `audit` subcommand to `app`. When it is chosen, `*run` is set to the function
 /// that runs it and returns the process exit status.
