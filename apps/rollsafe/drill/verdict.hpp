@@ -40,29 +40,40 @@ struct LoadRecord {
 void CountRequests(const std::vector<LoadRecord>& records, Verdict* v);
 
 /// Local mode. Checks `records` against `snapshot` (taken after the replicas were stopped or
-/// the recovery worker had run) as of `now_ms`, counting into `v`:
-/// - lost: an acknowledged key with no stored effect, an effect whose id differs from the
-///   acknowledged id, or whose journal row (same key) is missing or not completed;
-/// - duplicated: a key of `records` with two or more stored effects;
-/// - half_done: a journal row of a key of `records` still in progress, or an effect of such a
-///   key without a completed journal row; plus the store-wide expired operations and orphans
-///   that audit::Audit finds;
+/// the recovery worker had run) as of `now_ms`, counting into `v`. Rows are matched to records
+/// by idempotency key alone (the keys are UUIDs unique to the run; the drill sends no
+/// Authorization, so every row has the anonymous principal):
+/// - lost: an acknowledged key with no stored effect, whose effects all have ids other than
+///   the acknowledged id, or (a resource) whose stored `data` differs from the `data` of
+///   `body` (compared as JSON values);
+/// - duplicated: a key of `records` with two or more stored effects; plus the store-wide
+///   duplicates audit::Audit finds for other keys. A key counts once.
+/// - half_done: a key of `records` whose journal row is still in progress (whatever its
+///   lease), or that has an effect but no completed journal row; plus the store-wide expired
+///   operations and orphans that audit::Audit finds for other keys (once per operation);
 /// - balance_mismatches: an account of `records` whose stored balance differs from the sum of
-///   the acknowledged amounts to it (an account never stored counts as balance 0), plus the
-///   store-wide balance problems audit::Audit finds (sum of entries, seq gaps).
+///   the acknowledged amounts to it (an account never stored counts as balance 0; an entry
+///   executed although its client never got a 2xx shows up here), plus the store-wide
+///   balance problems audit::Audit finds (sum of entries, seq gaps). An account counts once.
 /// Rows of keys not in `records` (an older run on the same store) only count through the
-/// store-wide audit. Adds one sentence per problem to `v->problems` (at most 200).
+/// store-wide audit. Adds one sentence per problem to `v->problems` (at most 200 in all, the
+/// last saying how many were left out), e.g. `lost: key K acknowledged as resource ID (201
+/// after 3 attempts) is not stored (it has no journal row either)`.
 void CheckStore(const std::vector<LoadRecord>& records, const audit::Snapshot& snapshot,
                 std::int64_t now_ms, Verdict* v);
 
 /// Black-box mode. For every acknowledged resource, `GET {base_url}/resources/{id}` must be
-/// 200 with the data that was sent; for every account of `records`, `GET
-/// {base_url}/accounts/{a}` must be 200 (or 404 when no entry was acknowledged) with a balance
-/// equal to the sum of the acknowledged amounts and exactly one entry per acknowledged key
-/// (the API does not show keys; the load sets each entry's `memo` to its key, so a memo seen
-/// twice is a duplicate and an acknowledged key without an entry is lost). Sets `v->half_done_checked = false`. Each GET is retried for up to
+/// 200 with the data that was sent (compared as JSON values); for every account of
+/// `records`, `GET {base_url}/accounts/{a}` must be 200 (or 404 when no entry was
+/// acknowledged) with a balance equal to the sum of the acknowledged amounts and exactly one
+/// entry per acknowledged key (the API does not show keys; the load sets each entry's `memo`
+/// to its key, so a memo seen twice is a duplicate and an acknowledged key without an entry
+/// is lost). Duplicated resources cannot be seen through the API. Sets
+/// `v->half_done_checked = false`. Each GET (client::Get) is retried for up to
 /// `per_get_deadline_ms` on connection errors and 5xx; a GET that never answers counts as
-/// lost (resource) or a mismatch (account) with a sentence saying so.
+/// lost (resource) or a mismatch (account) with a sentence saying so. Sentences as in
+/// CheckStore. Throws std::invalid_argument when `base_url` is not a URL client::ParseUrl
+/// accepts.
 void CheckThroughApi(const std::vector<LoadRecord>& records, const std::string& base_url,
                      Verdict* v, int per_get_deadline_ms = 10000);
 
