@@ -507,22 +507,32 @@ void Drill::RunScenario() {
         steps = {"rolling", "drain", "crash"};
     else
         steps = {o_.scenario};
-    for (std::size_t i = 0; i < steps.size(); ++i) {
-        const auto& s = steps[i];
-        rec_.SetPhaseNow(s);
-        Phase p{s, rec_.Now(), 0};
-        if (s == "rolling")
-            Rolling();
-        else if (s == "drain")
-            NodeDrain();
-        else
-            Crash();
-        JoinTerminations();
-        p.end_s = rec_.Now();
-        rec_.AddPhase(p);
-        rec_.SetPhaseNow(i + 1 < steps.size() ? "settling" : "load tail");
-        if (i + 1 < steps.size()) Settle();
+    // The scenario repeats while fewer than `requests` were made: every request of the run is
+    // then sent while replicas come and go, not in a quiet tail after one rollout.
+    for (int cycle = 1;; ++cycle) {
+        const double cycle_start = rec_.Now();
+        for (std::size_t i = 0; i < steps.size(); ++i) {
+            const auto& s = steps[i];
+            rec_.SetPhaseNow(cycle > 1 ? s + " #" + std::to_string(cycle) : s);
+            Phase p{s, rec_.Now(), 0};
+            if (s == "rolling")
+                Rolling();
+            else if (s == "drain")
+                NodeDrain();
+            else
+                Crash();
+            JoinTerminations();
+            p.end_s = rec_.Now();
+            rec_.AddPhase(p);
+            rec_.SetPhaseNow("settling");
+            Settle();
+        }
+        const double cycle_s = rec_.Now() - cycle_start;
+        if (load_->Counters().started.load() >= o_.requests ||
+            rec_.Now() + cycle_s > Seconds(o_.max_duration))
+            break;
     }
+    rec_.SetPhaseNow("load tail");
 }
 
 void Drill::RunRolloutCommand() {
@@ -601,17 +611,20 @@ void Drill::StopReplicas() {
         std::lock_guard lock(mu_);
         all = all_;
     }
+    std::erase_if(all, [](const auto& r) { return r->child->Exited(); });
     // The load is over: a second SIGTERM skips the drain so the end takes no seconds.
-    for (auto& r : all)
-        if (!r->child->Exited()) {
-            r->child->Signal(SIGTERM);
-            r->child->Signal(SIGTERM);
-        }
+    for (auto& r : all) {
+        r->child->Signal(SIGTERM);
+        r->child->Signal(SIGTERM);
+    }
     for (auto& r : all) {
         if (!r->child->WaitExit(std::chrono::seconds(5))) {
+            rec_.Lifecycle(r->name, "killed", "did not stop within 5 s at the end of the run");
             r->child->SignalGroup(SIGKILL);
             r->child->WaitExit(std::chrono::seconds(5));
         }
+        if (auto st = r->child->ExitStatus())
+            rec_.Lifecycle(r->name, "exited", DescribeStatus(*st) + " (end of run)");
     }
 }
 
