@@ -14,7 +14,10 @@
 /// Both: upstream keep-alive on (HTTP/1.1, `Connection: ""`), and with `retry` on,
 /// `proxy_next_upstream error timeout http_502 http_503 non_idempotent` (safe because every
 /// POST carries an idempotency key), with the upstream keep-alive timeout (60 s) below the
-/// replicas' idle timeout (75 s).
+/// replicas' idle timeout (75 s). No passive health marking (`max_fails=0` in kNginx, none in
+/// the Lua balancer): a refused endpoint is retried past per request, never benched.
+/// `prefix/access.log` has one line per request with `$upstream_addr` and `$upstream_status`
+/// (all tries), `prefix/error.log` nginx's notices and errors.
 ///
 /// Only 127.0.0.1. Every method but the destructor may throw std::runtime_error with a
 /// sentence that names the cause (and nginx's own words, e.g. from `nginx -t` or the error
@@ -51,9 +54,11 @@ struct GatewayOptions {
 class Gateway {
   public:
     /// Writes the config, checks it with `nginx -t`, starts nginx in the foreground
-    /// (`daemon off`, in its own process group, killed with SIGKILL if the drill dies), and
-    /// returns once the gateway port accepts connections (deadline 10 s). `endpoints` are
-    /// the replica API ports on 127.0.0.1; may be empty.
+    /// (`daemon off`, in its own process group, sent SIGTERM if the thread that constructs the
+    /// Gateway dies: nginx's fast shutdown then stops its workers too), and returns once the
+    /// gateway port accepts connections and a worker runs (deadline 10 s; a port taken
+    /// between picking and binding is retried on a fresh one). `endpoints` are the replica
+    /// API ports on 127.0.0.1; may be empty.
     Gateway(GatewayOptions options, const std::vector<std::uint16_t>& endpoints);
     /// Stops nginx (SIGQUIT, then SIGKILL to its process group after 5 s) and reaps it.
     ~Gateway();
@@ -72,7 +77,8 @@ class Gateway {
     pid_t MasterPid() const { return pid_; }
     /// Reloads done so far (kNginx); 0 in kNginxLua.
     int Reloads() const { return reloads_; }
-    /// A one-line description for the report, e.g. "nginx 1.22.1 (lua balancer, retry on)".
+    /// A one-line description for the report, e.g.
+    /// "nginx 1.22.1, lua balancer (no reload), gateway retry on".
     std::string Describe() const;
 
     /// Stops nginx now (as the destructor); idempotent.
