@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -213,6 +214,25 @@ TEST(DrillBlackBox, ARolloutThatLosesTheDatabaseIsCaughtThroughTheApi) {
     // Writes acknowledged before the replicas moved to an empty database are gone.
     EXPECT_GT(v->GetNumber("lost").value_or(0) + v->GetNumber("balance_mismatches").value_or(0), 0)
         << r.out;
+}
+
+TEST(DrillBlackBox, ARolloutCommandThatFailsFailsTheDrill) {
+    BlackBoxDeployment d;
+    const std::string report_path = d.Dir().File("report.json");
+    auto argv = BlackBoxDrill(d, "echo rollout refused >&2; exit 3", report_path);
+    *(std::find(argv.begin(), argv.end(), "--requests") + 1) = "50";
+    const auto r = RunProcess(argv, 120s);
+    ASSERT_TRUE(r.exit_code.has_value()) << "drill timed out\n" << r.out << r.err;
+    EXPECT_EQ(*r.exit_code, 1) << r.out << r.err;
+    // Every write landed, yet the verdict fails and names the command.
+    EXPECT_NE(r.out.find("drill: FAIL \u2014 the rollout command failed (exit 3)"),
+              std::string::npos)
+        << r.out;
+    const auto report = ParseJson(ReadFile(report_path));
+    ASSERT_TRUE(report && report->IsObject());
+    EXPECT_EQ(report->Find("verdict")->GetNumber("lost"), 0);
+    EXPECT_EQ(report->Find("verdict")->GetString("run_error"),
+              "the rollout command failed (exit 3)");
 }
 
 }  // namespace

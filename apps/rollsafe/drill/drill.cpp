@@ -244,8 +244,7 @@ class Drill {
     std::unique_ptr<Child> rollout_cmd_;
     std::atomic<int> next_replica_{1};
     std::atomic<bool> scenario_done_{false};
-    std::string scenario_error_;
-    double rollout_cmd_exit_s_ = -1;
+    std::string scenario_error_;  ///< written before scenario_done_ is set, read after
     std::optional<int> rollout_cmd_status_;
     Clock::time_point last_progress_{};
 };
@@ -760,7 +759,7 @@ Report Drill::Run() {
             ProgressTick();
             const double elapsed = Seconds(Clock::now() - run_start);
             if (interrupted_.load() || elapsed >= Seconds(o_.max_duration)) break;
-            if (!scenario_error_.empty()) break;
+            if (scenario_done_.load() && !scenario_error_.empty()) break;
             const bool enough = !local && o_.duration.count() > 0
                                     ? elapsed >= Seconds(o_.duration)
                                     : load_->Counters().started.load() >= o_.requests;
@@ -812,15 +811,16 @@ Report Drill::Run() {
         rec_.SetPhaseNow("audit");
         CheckThroughApi(records, base_url, &v);
         if (rollout_cmd_status_ && *rollout_cmd_status_ != 0) {
-            v.failed_by_cause["rollout command " + DescribeStatus(*rollout_cmd_status_)] += 0;
-            v.problems.insert(v.problems.begin(), "the rollout command failed (" +
-                                                      DescribeStatus(*rollout_cmd_status_) +
-                                                      "); its output: " + o_.work_dir +
-                                                      "/rollout-cmd.log");
+            v.run_error =
+                "the rollout command failed (" + DescribeStatus(*rollout_cmd_status_) + ")";
+            v.problems.insert(v.problems.begin(),
+                              v.run_error + "; its output: " + o_.work_dir + "/rollout-cmd.log");
         }
     }
-    if (interrupted_.load())
+    if (interrupted_.load()) {
+        v.run_error = "interrupted";
         v.problems.insert(v.problems.begin(), "interrupted before the end: the counts are partial");
+    }
     BuildReport(&report, records);
     return report;
 }

@@ -254,6 +254,7 @@ json::object VerdictJson(const Verdict& v) {
     o["half_done"] = v.half_done;
     o["balance_mismatches"] = v.balance_mismatches;
     o["half_done_checked"] = v.half_done_checked;
+    o["run_error"] = v.run_error;
     json::array problems;
     for (const auto& p : v.problems) problems.emplace_back(p);
     o["problems"] = std::move(problems);
@@ -281,6 +282,8 @@ std::string VerdictLine(const Verdict& v) {
         return s;
     }
     std::vector<std::string> parts;
+    if (!v.run_error.empty()) parts.push_back(v.run_error);
+    if (v.requests == 0) parts.push_back("no request was made");
     if (v.failed != 0) parts.push_back(I(v.failed) + " failed");
     if (v.lost != 0) parts.push_back(I(v.lost) + " lost");
     if (v.duplicated != 0) parts.push_back(I(v.duplicated) + " duplicated");

@@ -178,6 +178,7 @@ Report BlackBoxReport() {
     r.config.rollout_cmd = "kubectl rollout restart deploy/rollsafe";
     r.duration_s = 0;
     r.verdict.half_done_checked = false;
+    r.verdict.requests = r.verdict.acknowledged = 120;
     return r;
 }
 
@@ -240,6 +241,9 @@ TEST(ReportJson, PassingAndEmptyReports) {
     EXPECT_DOUBLE_EQ(doc.at("rollout_start_s").as_double(), -1.0);
     EXPECT_TRUE(doc.at("timeline").as_array().empty());
     EXPECT_TRUE(doc.at("replicas").as_array().empty());
+    // A run that made no request proves nothing: it fails, and says why.
+    EXPECT_FALSE(doc.at("verdict").at("ok").as_bool());
+    EXPECT_TRUE(Contains(RenderTable(empty), "drill: FAIL \u2014 no request was made"));
 }
 
 TEST(ReportTable, FailLineAndCauses) {

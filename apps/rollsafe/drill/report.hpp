@@ -16,11 +16,11 @@ namespace rollsafe::drill {
 
 /// How the run was configured, as the report states it ("what each layer buys").
 struct RunConfig {
-    std::string mode;      ///< "local" or "black-box"
-    std::string scenario;  ///< rolling | drain | crash | all (local); "rollout-cmd" (black-box)
-    std::string gateway;   ///< nginx | nginx-lua | "external"
-    std::string target;    ///< the URL the load was sent to
-    std::string store;     ///< the store URL (local mode)
+    std::string mode;         ///< "local" or "black-box"
+    std::string scenario;     ///< rolling | drain | crash | all (local); "rollout-cmd" (black-box)
+    std::string gateway;      ///< nginx | nginx-lua | "external"
+    std::string target;       ///< the URL the load was sent to
+    std::string store;        ///< the store URL (local mode)
     std::string rollout_cmd;  ///< black-box mode
     int replicas = 0;
     int concurrency = 0;
@@ -33,8 +33,8 @@ struct RunConfig {
     double grace_s = 0;
     double drain_delay_s = 0;
     int min_available = 0;
-    bool client_retry = true;     ///< false with --no-retry
-    bool gateway_retry = true;    ///< false with --gateway-retry off
+    bool client_retry = true;         ///< false with --no-retry
+    bool gateway_retry = true;        ///< false with --gateway-retry off
     bool service_drain_delay = true;  ///< false with --no-drain-delay
     std::uint64_t seed = 0;
 };
@@ -67,11 +67,11 @@ struct ReplicaSummary {
     std::string name;
     int pid = 0;
     double started_s = 0;
-    bool terminated = false;     ///< the drill ended it (rollout, drain, crash or the final stop)
-    bool by_scenario = false;    ///< ended by a scenario step, not by the end of the run
-    double termination_start_s = -1;  ///< preStop or SIGTERM or SIGKILL; -1 when never
+    bool terminated = false;   ///< the drill ended it (rollout, drain, crash or the final stop)
+    bool by_scenario = false;  ///< ended by a scenario step, not by the end of the run
+    double termination_start_s = -1;    ///< preStop or SIGTERM or SIGKILL; -1 when never
     double termination_to_exit_s = -1;  ///< -1 when it did not exit (or was never ended)
-    std::int64_t served = 0;             ///< request log lines
+    std::int64_t served = 0;            ///< request log lines
     std::int64_t served_while_draining = 0;
     bool sigkilled = false;  ///< by the crash scenario or because the grace period ran out
     std::string exit;        ///< "exit 0", "signal 9", ...
@@ -85,31 +85,36 @@ struct Latency {
 
 /// One second of the run, by outcome of the logical requests that *ended* in it.
 struct Bucket {
-    double t_s = 0;  ///< start of the second
-    std::int64_t acknowledged = 0;  ///< ended with 2xx on the first attempt
-    std::int64_t retried_ok = 0;    ///< ended with 2xx after at least one retry
-    std::int64_t failed = 0;        ///< ended without 2xx
+    double t_s = 0;                   ///< start of the second
+    std::int64_t acknowledged = 0;    ///< ended with 2xx on the first attempt
+    std::int64_t retried_ok = 0;      ///< ended with 2xx after at least one retry
+    std::int64_t failed = 0;          ///< ended without 2xx
     std::int64_t retry_attempts = 0;  ///< attempts that were retried (ended in this second)
 };
 
 /// The counts the verdict rests on.
 struct Verdict {
-    std::int64_t requests = 0;      ///< logical requests (one key each)
-    std::int64_t acknowledged = 0;  ///< got a 2xx
-    std::int64_t retried = 0;       ///< needed more than one attempt
-    std::int64_t attempts = 0;      ///< attempts in all
-    std::int64_t failed = 0;        ///< no 2xx in the end
+    std::int64_t requests = 0;                            ///< logical requests (one key each)
+    std::int64_t acknowledged = 0;                        ///< got a 2xx
+    std::int64_t retried = 0;                             ///< needed more than one attempt
+    std::int64_t attempts = 0;                            ///< attempts in all
+    std::int64_t failed = 0;                              ///< no 2xx in the end
     std::map<std::string, std::int64_t> failed_by_cause;  ///< e.g. "status 502", "deadline"
-    std::int64_t lost = 0;        ///< acknowledged, but not stored (or not as acknowledged)
-    std::int64_t duplicated = 0;  ///< keys whose effect is stored more than once
-    std::int64_t half_done = 0;   ///< operations still in progress, or effects without one
+    std::int64_t lost = 0;                ///< acknowledged, but not stored (or not as acknowledged)
+    std::int64_t duplicated = 0;          ///< keys whose effect is stored more than once
+    std::int64_t half_done = 0;           ///< operations still in progress, or effects without one
     std::int64_t balance_mismatches = 0;  ///< accounts ≠ the sum of acknowledged entries
     /// Black-box mode cannot see the journal: half-done is not checked there.
     bool half_done_checked = true;
     std::vector<std::string> problems;  ///< one sentence each, at most a few hundred
+    /// Set when the run itself went wrong, whatever the counts say: "the rollout command
+    /// failed (exit 1)", "interrupted".
+    std::string run_error;
+    /// Nothing failed, was lost, duplicated or half-done, and at least one request was made (a
+    /// run that sent nothing proves nothing).
     bool ok() const {
-        return failed == 0 && lost == 0 && duplicated == 0 && half_done == 0 &&
-               balance_mismatches == 0;
+        return requests > 0 && run_error.empty() && failed == 0 && lost == 0 && duplicated == 0 &&
+               half_done == 0 && balance_mismatches == 0;
     }
 };
 
