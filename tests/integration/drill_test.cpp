@@ -162,7 +162,9 @@ TEST(Drill, WithoutRetriesDrainDelayAndGatewayRetryTheAuditReportsFailures) {
     EXPECT_TRUE(ProcessesMentioning(dir.File("work")).empty());
 }
 
-TEST(Drill, SigintMidRunEndsEveryProcessItStarted) {
+/// Starts a long drill, waits until `WORK/<marker>` exists, sends SIGINT and checks that the
+/// drill exits 130 and that no process it started is left.
+void InterruptWhen(const std::string& marker, std::size_t min_running) {
     TempDir dir;
     auto argv = ShortDrill(dir);
     // Enough requests that it would run for the whole --max-duration.
@@ -183,16 +185,15 @@ TEST(Drill, SigintMidRunEndsEveryProcessItStarted) {
         ::execv(cargv[0], cargv.data());
         ::_exit(127);
     }
-    // Mid-run: the replicas and nginx are up and the rollout is under way.
     const auto deadline = DeadlineIn(60s);
     bool rolling = false;
     while (SteadyClock::now() < deadline && !rolling && ::waitpid(pid, nullptr, WNOHANG) == 0) {
-        rolling = std::filesystem::exists(dir.File("work") + "/replica-4.log");
+        rolling = std::filesystem::exists(dir.File("work") + "/" + marker);
         std::this_thread::sleep_for(50ms);
     }
     ASSERT_TRUE(rolling) << ReadFile(log);
     const auto running = ProcessesMentioning(dir.File("work"));
-    EXPECT_GE(running.size(), 5u) << "replicas and nginx should be running";
+    EXPECT_GE(running.size(), min_running) << "the drill's processes should be running";
 
     ASSERT_EQ(::kill(pid, SIGINT), 0);
     int status = 0;
@@ -209,6 +210,14 @@ TEST(Drill, SigintMidRunEndsEveryProcessItStarted) {
     const auto left = ProcessesMentioning(dir.File("work"));
     EXPECT_TRUE(left.empty()) << left.size() << " processes left, e.g. pid "
                               << (left.empty() ? 0 : left.front());
+}
+
+// Mid-run: the replicas and nginx are up and the rollout is under way.
+TEST(Drill, SigintMidRunEndsEveryProcessItStarted) { InterruptWhen("replica-4.log", 5); }
+
+// While the first replicas are still starting, before nginx and the load exist.
+TEST(Drill, SigintWhileReplicasStartEndsEveryProcessItStarted) {
+    InterruptWhen("replica-1.log", 1);
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 #include "drill/child.hpp"
 
 #include <fcntl.h>
+#include <linux/close_range.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -152,6 +154,9 @@ Child::Child(ChildOptions options) : options_(std::move(options)) {
             (void)!::write(status_pipe[1], &e, sizeof e);
             ::_exit(127);
         }
+        // The drill's own sockets (Asio's are not CLOEXEC) must not live on in a replica or
+        // a rollout command: a connection the drill closes would stay open in the child.
+        ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
         ::execve(program.c_str(), cargv.data(), cenv.data());
         const int e = errno;
         (void)!::write(status_pipe[1], &e, sizeof e);
@@ -185,8 +190,9 @@ Child::~Child() {
         SignalGroup(SIGKILL);
         WaitExit(std::chrono::seconds(10));
     }
-    // Whatever the child started and left behind in its group goes too.
-    SignalGroup(SIGKILL);
+    // Something that left the group (setsid) may still hold the output pipe open: the reader
+    // gets a moment to drain what is left, then gives up instead of waiting for an EOF.
+    stop_reader_ = true;
     if (reader_.joinable()) reader_.join();
 }
 
@@ -195,7 +201,15 @@ void Child::ReaderLoop(int fd) {
     if (!options_.log_path.empty()) log.open(options_.log_path, std::ios::app);
     std::string partial;
     char buf[16384];
+    std::optional<std::chrono::steady_clock::time_point> give_up_at;
     for (;;) {
+        if (stop_reader_.load() && !give_up_at)
+            give_up_at = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+        if (give_up_at && std::chrono::steady_clock::now() >= *give_up_at) break;
+        pollfd p{fd, POLLIN, 0};
+        const int ready = ::poll(&p, 1, 100);
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready == 0) continue;
         const ssize_t n = ::read(fd, buf, sizeof buf);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
@@ -225,14 +239,22 @@ bool Child::Signal(int signo) {
 }
 
 void Child::SignalGroup(int signo) {
-    if (pid_ > 0) ::kill(-pid_, signo);
+    std::lock_guard lock(mu_);
+    if (pid_ > 0 && !status_) ::kill(-pid_, signo);
 }
 
 bool Child::Exited() {
     std::lock_guard lock(mu_);
     if (status_) return true;
+    // Peek first (WNOWAIT): while the exited child is not reaped its pid, and so its process
+    // group id, cannot be reused, so killing what is left of the group hits only our own.
+    siginfo_t info{};
+    if (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+        info.si_pid != pid_)
+        return false;
+    ::kill(-pid_, SIGKILL);
     int st = 0;
-    const pid_t r = ::waitpid(pid_, &st, WNOHANG);
+    const pid_t r = ::waitpid(pid_, &st, 0);
     if (r == pid_) {
         status_ = Decode(st);
         exited_at_ = std::chrono::steady_clock::now();
@@ -268,7 +290,6 @@ int Child::Terminate(std::chrono::milliseconds grace) {
             WaitExit(std::chrono::seconds(10));
         }
     }
-    SignalGroup(SIGKILL);  // stragglers of the group
     return ExitStatus().value_or(-1);
 }
 

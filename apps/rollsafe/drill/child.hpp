@@ -9,6 +9,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -39,7 +40,8 @@ class Child {
     /// it cannot be started (fork fails, exec fails).
     explicit Child(ChildOptions options);
     /// Kills the whole process group (SIGKILL) if the child still runs, reaps it and joins
-    /// the reader.
+    /// the reader (which reads what is left for at most 1 s more: something that left the
+    /// group may hold the output pipe open).
     ~Child();
     Child(const Child&) = delete;
     Child& operator=(const Child&) = delete;
@@ -48,10 +50,12 @@ class Child {
 
     /// Sends `signo` to the child only. False when it has already been reaped.
     bool Signal(int signo);
-    /// Sends `signo` to the child's process group (the child and what it started).
+    /// Sends `signo` to the child's process group (the child and what it started), unless
+    /// the child was reaped.
     void SignalGroup(int signo);
 
-    /// Reaps the child if it has exited; true once it has (and stays true).
+    /// Reaps the child if it has exited, killing (SIGKILL) whatever is left in its process
+    /// group first; true once it has (and stays true).
     bool Exited();
     /// Waits until the child exits or `timeout` passes (polling every 5 ms). Returns the exit
     /// status in shell convention (code, or 128 + signal) or nullopt on timeout.
@@ -71,6 +75,7 @@ class Child {
     ChildOptions options_;
     pid_t pid_ = -1;
     std::thread reader_;
+    std::atomic<bool> stop_reader_{false};
     std::mutex mu_;
     std::optional<int> status_;
     std::optional<std::chrono::steady_clock::time_point> exited_at_;

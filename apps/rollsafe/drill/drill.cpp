@@ -141,6 +141,9 @@ struct Replica {
     std::condition_variable cv;
     std::string state = "starting";
 
+    /// The child first: its reader thread calls SetState until it is joined.
+    ~Replica() { child.reset(); }
+
     std::string State() const {
         std::lock_guard lock(mu);
         return state;
@@ -339,13 +342,15 @@ void Drill::WaitReady(Replica& r) {
 }
 
 void Drill::PushEndpoints() {
+    // The gateway lock is taken before the list is read, so that concurrent changes (a remover
+    // thread and the scenario) reach nginx in the order they were made.
+    std::lock_guard gateway_lock(gateway_mu_);
+    if (!gateway_) return;
     std::vector<std::uint16_t> eps;
     {
         std::lock_guard lock(mu_);
         eps = endpoints_;
     }
-    std::lock_guard lock(gateway_mu_);
-    if (!gateway_) return;
     gateway_->SetEndpoints(eps);
     std::string detail;
     for (auto p : eps) detail += (detail.empty() ? "" : ",") + std::to_string(p);
@@ -408,14 +413,19 @@ void Drill::Terminate(const std::shared_ptr<Replica>& r, bool crash) {
         r->child->SignalGroup(SIGKILL);
         r->child->WaitExit(std::chrono::seconds(10));
     } else {
+        // kubelet cuts a preStop hook at the grace period, then gives SIGTERM a one-off 2 s.
+        bool prestop_overran = false;
         if (o_.prestop == "http") {
             rec_.Lifecycle(r->name, "prestop", "GET /lifecycle/prestop");
-            LocalGet(r->admin_port.load(), "/lifecycle/prestop",
-                     o_.drain_delay + std::chrono::seconds(5));
+            const auto wait =
+                std::min<milliseconds>(o_.drain_delay + std::chrono::seconds(5), o_.grace);
+            prestop_overran = LocalGet(r->admin_port.load(), "/lifecycle/prestop", wait) == 0 &&
+                              Clock::now() - start >= o_.grace;
         } else if (o_.prestop.starts_with("sleep:")) {
             const auto d = util::ParseDuration(o_.prestop.substr(6)).value_or(milliseconds(0));
             rec_.Lifecycle(r->name, "prestop", "sleep " + util::FormatDuration(d));
-            const auto until = Clock::now() + d;
+            prestop_overran = d > o_.grace;
+            const auto until = Clock::now() + std::min<milliseconds>(d, o_.grace);
             while (Clock::now() < until && !Stopping())
                 std::this_thread::sleep_for(milliseconds(20));
         }
@@ -423,7 +433,8 @@ void Drill::Terminate(const std::shared_ptr<Replica>& r, bool crash) {
         r->child->Signal(SIGTERM);
         // The grace period counts from the start of the termination, preStop included.
         const auto left = o_.grace - std::chrono::duration_cast<milliseconds>(Clock::now() - start);
-        if (!r->child->WaitExit(std::max(left, milliseconds(0)))) {
+        const milliseconds floor = prestop_overran ? milliseconds(2000) : milliseconds(0);
+        if (!r->child->WaitExit(std::max(left, floor))) {
             rec_.Lifecycle(r->name, "killed", "grace period over");
             r->sigkilled = true;
             r->child->SignalGroup(SIGKILL);
@@ -611,11 +622,11 @@ void Drill::StopReplicas() {
         all = all_;
     }
     std::erase_if(all, [](const auto& r) { return r->child->Exited(); });
-    // The load is over: a second SIGTERM skips the drain so the end takes no seconds.
-    for (auto& r : all) {
-        r->child->Signal(SIGTERM);
-        r->child->Signal(SIGTERM);
-    }
+    // The load is over: a second SIGTERM skips the drain so the end takes no seconds. Sent
+    // apart, or the kernel merges two pending signals into one.
+    for (auto& r : all) r->child->Signal(SIGTERM);
+    std::this_thread::sleep_for(milliseconds(200));
+    for (auto& r : all) r->child->Signal(SIGTERM);
     for (auto& r : all) {
         if (!r->child->WaitExit(std::chrono::seconds(5))) {
             rec_.Lifecycle(r->name, "killed", "did not stop within 5 s at the end of the run");
@@ -810,7 +821,10 @@ Report Drill::Run() {
     } else {
         rec_.SetPhaseNow("audit");
         CheckThroughApi(records, base_url, &v);
-        if (rollout_cmd_status_ && *rollout_cmd_status_ != 0) {
+        if (!rollout_cmd_status_ && !interrupted_.load()) {
+            v.run_error = "the rollout command did not finish within --max-duration";
+            v.problems.insert(v.problems.begin(), v.run_error);
+        } else if (rollout_cmd_status_ && *rollout_cmd_status_ != 0) {
             v.run_error =
                 "the rollout command failed (" + DescribeStatus(*rollout_cmd_status_) + ")";
             v.problems.insert(v.problems.begin(),
@@ -909,8 +923,14 @@ void Drill::BuildReport(Report* r, const std::vector<LoadRecord>& records) {
 
 Report RunDrill(const DrillOptions& options, const std::atomic<bool>& interrupted,
                 const std::function<void(const Progress&)>& progress) {
-    Drill d(options, interrupted, progress);
-    return d.Run();
+    try {
+        Drill d(options, interrupted, progress);
+        return d.Run();
+    } catch (const Aborted&) {
+        // Interrupted before the load began (replicas still starting): nothing to report, and
+        // ~Drill has already ended every process.
+        throw std::runtime_error("interrupted while starting");
+    }
 }
 
 }  // namespace rollsafe::drill

@@ -402,14 +402,18 @@ TEST(HtmlReport, EdgeCases) {
     EXPECT_LT(Count(RenderHtml(reports[3]), "<rect"), 3000u);
 }
 
-/// With ROLLSAFE_HTML_SAMPLE_OUT=<path>, writes the sample report's page there (for
-/// tests/drill/html_render_test.sh and for looking at it); does nothing otherwise.
-TEST(HtmlReport, WriteSampleWhenAsked) {
+/// The page is one complete document; with ROLLSAFE_HTML_SAMPLE_OUT set it is also written
+/// there, to look at or to feed tests/drill/html_render_test.sh while working on the layout.
+TEST(HtmlReport, IsOneCompleteDocumentAndCanBeWrittenForALook) {
+    const std::string html = RenderHtml(SampleReport());
+    EXPECT_TRUE(html.starts_with("<!DOCTYPE html>") || html.starts_with("<!doctype html>"))
+        << html.substr(0, 40);
+    EXPECT_TRUE(html.find("</html>") != std::string::npos);
     const char* path = std::getenv("ROLLSAFE_HTML_SAMPLE_OUT");
-    if (path == nullptr || *path == '\0') GTEST_SKIP() << "ROLLSAFE_HTML_SAMPLE_OUT not set";
+    if (path == nullptr || *path == '\0') return;
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
     ASSERT_TRUE(out) << path;
-    out << RenderHtml(SampleReport());
+    out << html;
     ASSERT_TRUE(out.good());
 }
 
