@@ -42,6 +42,26 @@ TEST(Cli, DurationWithoutUnitIsAUsageErrorOnStderr) {
     EXPECT_EQ(r.out.find("\"listening\""), std::string::npos) << "it started listening";
 }
 
+TEST(Cli, EveryServeFlagCanComeFromTheEnvironmentAndTheCommandLineWins) {
+    ServeOptions o;
+    o.env = {{"ROLLSAFE_DRAIN_DELAY", "1500ms"}, {"ROLLSAFE_SHUTDOWN_TIMEOUT", "7s"}};
+    o.extra_args = {"--shutdown-timeout", "9s"};
+    ServeProcess p(o);
+    const auto listening = p.WaitForEvent("listening", DeadlineIn(kMaxTestWait));
+    ASSERT_TRUE(listening);
+    EXPECT_EQ(listening->GetNumber("drain_delay_ms"), 1500);
+    EXPECT_EQ(listening->GetNumber("shutdown_timeout_ms"), 9000);
+
+    // A bad value from the environment is the same usage error as on the command line.
+    TempDir dir;
+    std::vector<std::string> argv = ServeArgs(dir, {});
+    argv.insert(argv.begin(), {"env", "ROLLSAFE_DRAIN_DELAY=5"});
+    const ProcessResult r = RunProcess(argv, 10s);
+    ASSERT_TRUE(r.exit_code);
+    EXPECT_EQ(*r.exit_code, 2) << r.err;
+    EXPECT_NE(r.err.find("drain-delay"), std::string::npos) << r.err;
+}
+
 TEST(Cli, OtherBadFlagValuesAreUsageErrors) {
     const std::vector<std::vector<std::string>> bad = {
         {"--drain-delay", "5x"}, {"--shutdown-timeout", "1 s"}, {"--header-timeout", "ms"},

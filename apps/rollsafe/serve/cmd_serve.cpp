@@ -1,6 +1,7 @@
 #include "serve/cmd_serve.hpp"
 
 #include <unistd.h>
+#include <cctype>
 
 #include <csignal>
 #include <cstdlib>
@@ -234,6 +235,15 @@ void AddServeCommand(CLI::App& app, std::function<int()>* run) {
     cmd->add_option("--name", flags->name,
                     "Replica name in logs and stored rows (default: host name)");
     cmd->add_flag("--no-access-log", flags->no_access_log, "Do not log one line per request");
+    // Every flag can also come from the environment (a Kubernetes ConfigMap): --drain-delay is
+    // ROLLSAFE_DRAIN_DELAY. The command line wins; a bad value is the same usage error.
+    for (CLI::Option* opt : cmd->get_options()) {
+        const auto& names = opt->get_lnames();
+        if (names.empty() || names.front() == "help") continue;
+        std::string env = "ROLLSAFE_";
+        for (char c : names.front()) env += c == '-' ? '_' : static_cast<char>(std::toupper(c));
+        opt->envname(env);
+    }
     cmd->callback([flags, run] { *run = [flags] { return Run(*flags); }; });
 }
 
