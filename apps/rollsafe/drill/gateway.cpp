@@ -29,6 +29,8 @@
 #include <utility>
 #include <vector>
 
+#include "drill/deploy_nginx.hpp"  // generated from deploy/nginx/
+
 namespace rollsafe::drill {
 
 namespace {
@@ -51,6 +53,11 @@ constexpr const char* kNdkModule = "/usr/lib/nginx/modules/ndk_http_module.so";
 constexpr const char* kLuaModule = "/usr/lib/nginx/modules/ngx_http_lua_module.so";
 constexpr const char* kLuaDir = "/usr/share/lua/5.1";
 constexpr const char* kRestyCore = "/usr/share/lua/5.1/resty/core.lua";
+
+/// The deploy/nginx/ snippets, written into the prefix under their own names and included by
+/// absolute path from the proxying location.
+constexpr const char* kProxySnippet = "rollsafe-proxy.conf";
+constexpr const char* kRetrySnippet = "rollsafe-retry.conf";
 
 std::string ErrnoText(int e) { return std::strerror(e); }
 
@@ -518,10 +525,9 @@ std::string RenderConfig(const GatewayOptions& o, std::uint16_t port, std::uint1
     c += "    access_log " + p + "/access.log rollsafe;\n";
     for (const char* t : {"client_body", "proxy", "fastcgi", "uwsgi", "scgi"})
         c += "    " + std::string(t) + "_temp_path " + p + "/tmp/" + t + ";\n";
-    // Bodies and responses stay in memory: the workers (user nobody when started as root)
-    // may not be allowed into the prefix, and a drill has no use for disk buffering.
-    c += "    client_max_body_size 2m;\n    client_body_buffer_size 2m;\n";
-    c += "    proxy_max_temp_file_size 0;\n";
+    // Bodies and responses stay in memory (rollsafe-proxy.conf: client_body_buffer_size as
+    // large as client_max_body_size, proxy_max_temp_file_size 0), which the drill relies on:
+    // the workers (user nobody when started as root) may not be allowed into the prefix.
     if (lua) {
         c += "    lua_package_path \"" + std::string(kLuaDir) + "/?.lua;;\";\n";
         c += "    lua_shared_dict rollsafe_eps 1m;\n";
@@ -544,21 +550,14 @@ std::string RenderConfig(const GatewayOptions& o, std::uint16_t port, std::uint1
     // After the balancer: the keepalive module wraps whatever peer getter precedes it.
     c += "        keepalive 32;\n        keepalive_timeout 60s;\n    }\n";
     c += "    server {\n        listen 127.0.0.1:" + std::to_string(port) + ";\n";
+    // The proxy settings are deploy/nginx/'s (as in its rollsafe.conf), not repeated here.
     c += "        location / {\n";
+    c += "            include " + p + "/" + kProxySnippet + ";\n";
+    if (o.retry)
+        c += "            include " + p + "/" + kRetrySnippet + ";\n";
+    else
+        c += "            proxy_next_upstream off;  # --gateway-retry off\n";
     c += "            proxy_pass http://rollsafe_backends;\n";
-    c += "            proxy_http_version 1.1;\n";
-    c += "            proxy_set_header Connection \"\";\n";
-    c += "            proxy_set_header Host $host;\n";
-    c += "            proxy_connect_timeout " + std::to_string(o.connect_timeout_ms) + "ms;\n";
-    c += "            proxy_send_timeout " + std::to_string(o.read_timeout_ms) + "ms;\n";
-    c += "            proxy_read_timeout " + std::to_string(o.read_timeout_ms) + "ms;\n";
-    if (o.retry) {
-        c += "            proxy_next_upstream error timeout http_502 http_503 non_idempotent;\n";
-        c += "            proxy_next_upstream_tries 3;\n";
-        c += "            proxy_next_upstream_timeout 10s;\n";
-    } else {
-        c += "            proxy_next_upstream off;\n";
-    }
     c += "        }\n    }\n";
     if (lua) {
         c += "    server {\n        listen 127.0.0.1:" + std::to_string(control_port) + ";\n";
@@ -646,6 +645,9 @@ Gateway::Gateway(GatewayOptions options, const std::vector<std::uint16_t>& endpo
     if (ec)
         throw std::runtime_error("gateway: cannot create directories in '" + options_.prefix +
                                  "': " + ec.message());
+    // Both, whatever `retry` says: the prefix then shows the whole shipped config.
+    WriteFileAtomic(options_.prefix + "/" + kProxySnippet, deploy_nginx::kProxyConf);
+    WriteFileAtomic(options_.prefix + "/" + kRetrySnippet, deploy_nginx::kRetryConf);
 
     const std::string& p = options_.prefix;
     const std::string conf = p + "/nginx.conf";

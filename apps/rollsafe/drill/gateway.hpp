@@ -11,9 +11,14 @@
 ///   keep-alive pool survives endpoint changes, as in ingress-nginx and Kong. Needs Debian's
 ///   `libnginx-mod-http-lua`.
 ///
-/// Both: upstream keep-alive on (HTTP/1.1, `Connection: ""`), and with `retry` on,
-/// `proxy_next_upstream error timeout http_502 http_503 non_idempotent` (safe because every
-/// POST carries an idempotency key), with the upstream keep-alive timeout (60 s) below the
+/// Both: the proxying location runs the settings users adopt from deploy/nginx/, embedded
+/// at build time and written into the prefix: `include rollsafe-proxy.conf` (upstream
+/// keep-alive via HTTP/1.1 and `Connection: ""`, timeouts, body limits, buffering) and, with
+/// `retry` on, `include rollsafe-retry.conf` (`proxy_next_upstream error timeout http_502
+/// http_503 non_idempotent`, safe because every POST carries an idempotency key; 3 tries,
+/// 10 s); with `retry` off, `proxy_next_upstream off`. The generated part is what must be
+/// dynamic: ports, prefix paths, the upstream block or Lua balancer, the control server. The
+/// upstream keep-alive timeout (60 s, as in deploy/nginx/rollsafe.conf) stays below the
 /// replicas' idle timeout (75 s). No passive health marking (`max_fails=0` in kNginx, none in
 /// the Lua balancer): a refused endpoint is retried past per request, never benched.
 /// `prefix/access.log` has one line per request with `$upstream_addr` and `$upstream_status`
@@ -45,15 +50,15 @@ struct GatewayOptions {
     std::string prefix;
     /// The nginx binary; empty: `nginx` from PATH, then /usr/sbin/nginx.
     std::string nginx_binary;
-    /// nginx's upstream timeouts: connect, and send/read per request.
-    int connect_timeout_ms = 1000;
-    int read_timeout_ms = 60000;
+    // No timeout options: the upstream timeouts are those of deploy/nginx/rollsafe-proxy.conf
+    // (connect 1 s, send/read 60 s), so the drill measures the config users adopt.
 };
 
 /// A running nginx (master + one worker) that the destructor stops.
 class Gateway {
   public:
-    /// Writes the config, checks it with `nginx -t`, starts nginx in the foreground
+    /// Writes the config (and the deploy/nginx/ snippets it includes), checks it with
+    /// `nginx -t`, starts nginx in the foreground
     /// (`daemon off`, in its own process group, sent SIGTERM if the thread that constructs the
     /// Gateway dies: nginx's fast shutdown then stops its workers too), and returns once the
     /// gateway port accepts connections and a worker runs (deadline 10 s; a port taken

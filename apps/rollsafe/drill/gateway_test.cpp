@@ -476,6 +476,44 @@ TEST_P(GatewayTest, OwnerDeathStopsNginx) {
         ADD_FAILURE() << "left behind: " << left.pid << " " << left.cmdline;
 }
 
+// The proxying location runs deploy/nginx/'s snippets: written byte for byte into the prefix,
+// included from nginx.conf, none of their directives repeated in the generated part; retry
+// off replaces only the retry include. The upstream keep-alive matches rollsafe.conf's.
+TEST_P(GatewayTest, ConfigIncludesShippedSnippets) {
+    const std::string src = std::string(ROLLSAFE_SOURCE_DIR) + "/deploy/nginx/";
+    const std::string proxy = ReadFile(src + "rollsafe-proxy.conf");
+    const std::string retry = ReadFile(src + "rollsafe-retry.conf");
+    const std::string standalone = ReadFile(src + "rollsafe.conf");
+    ASSERT_NE(proxy.find("proxy_http_version 1.1;"), std::string::npos) << src;
+    ASSERT_NE(retry.find("proxy_next_upstream error timeout http_502 http_503 non_idempotent;"),
+              std::string::npos);
+    for (const char* line : {"keepalive 32;", "keepalive_timeout 60s;",
+                             "include rollsafe-proxy.conf;", "include rollsafe-retry.conf;"})
+        ASSERT_NE(standalone.find(line), std::string::npos) << line;
+    std::string p = fs::absolute(prefix_->Path()).lexically_normal().string();
+    while (p.size() > 1 && p.back() == '/') p.pop_back();
+
+    for (const bool on : {true, false}) {
+        SCOPED_TRACE(on ? "retry on" : "retry off");
+        auto gw = Start(on, {b1_->ApiPort()});
+        EXPECT_EQ(ReadFile(p + "/rollsafe-proxy.conf"), proxy);
+        EXPECT_EQ(ReadFile(p + "/rollsafe-retry.conf"), retry);
+        const std::string conf = ReadFile(p + "/nginx.conf");
+        const std::string::size_type npos = std::string::npos;
+        EXPECT_NE(conf.find("include " + p + "/rollsafe-proxy.conf;"), npos) << conf;
+        EXPECT_EQ(conf.find("include " + p + "/rollsafe-retry.conf;") != npos, on) << conf;
+        EXPECT_EQ(conf.find("proxy_next_upstream off;") != npos, !on) << conf;
+        for (const char* d : {"proxy_http_version", "proxy_set_header", "proxy_connect_timeout",
+                              "proxy_read_timeout", "client_max_body_size 2m", "non_idempotent",
+                              "proxy_next_upstream_tries 3"})
+            EXPECT_EQ(conf.find(d), npos) << d << " repeated in nginx.conf:\n" << conf;
+        EXPECT_NE(conf.find("keepalive 32;"), npos) << conf;
+        EXPECT_NE(conf.find("keepalive_timeout 60s;"), npos) << conf;
+        const Reply r = PostResource(gw->Port(), UniqueKey());
+        EXPECT_EQ(r.status, 201) << r.body << "\n" << AccessLog();
+    }
+}
+
 INSTANTIATE_TEST_SUITE_P(Gateway, GatewayTest,
                          ::testing::Values(GatewayMode::kNginx, GatewayMode::kNginxLua),
                          [](const ::testing::TestParamInfo<GatewayMode>& p) {
