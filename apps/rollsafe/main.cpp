@@ -6,6 +6,7 @@
 
 #include "audit/cmd_audit.hpp"
 #include "drill/cmd_drill.hpp"
+#include "lint/cmd_lint.hpp"
 #include "post/cmd_post.hpp"
 #include "serve/cmd_serve.hpp"
 
@@ -25,6 +26,7 @@ int main(int argc, char** argv) {
     rollsafe::audit::AddAuditCommand(app, &run);
     rollsafe::post::AddPostCommand(app, &run);
     rollsafe::drill::AddDrillCommand(app, &run);
+    rollsafe::lint::AddLintCommand(app, &run);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
