@@ -23,6 +23,11 @@ done
 if ! command -v kubectl >/dev/null; then
   missing+=(kubernetes-client)
 fi
+# node + npm validate the rendered manifests offline (tests/deploy/, npm kubernetes-models).
+# These machines come with Node.js 20; elsewhere Debian's nodejs (18) is enough.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  missing+=(nodejs npm)
+fi
 
 if ((${#missing[@]} == 0)); then
   echo "install-deps: all ${#PKGS[@]} packages present"

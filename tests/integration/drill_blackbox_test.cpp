@@ -113,9 +113,10 @@ class BlackBoxDeployment {
              << "    keepalive 16;\n  }\n"
              << "  server {\n    listen 127.0.0.1:" << gateway_port_ << ";\n"
              << "    location / {\n      proxy_pass http://api;\n"
-             << "      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n"
-             << "      proxy_next_upstream error timeout http_502 http_503 non_idempotent;\n"
-             << "      proxy_connect_timeout 1s;\n    }\n  }\n}\n";
+             // The proxy and retry settings we ship (deploy/nginx/), not a copy of them.
+             << "      include " << ROLLSAFE_SOURCE_DIR << "/deploy/nginx/rollsafe-proxy.conf;\n"
+             << "      include " << ROLLSAFE_SOURCE_DIR << "/deploy/nginx/rollsafe-retry.conf;\n"
+             << "    }\n  }\n}\n";
         WriteFile(prefix + "/nginx.conf", conf.str());
         const auto replicas = Replicas("start");
         if (replicas.exit_code != 0)
