@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# kustomize_test.sh — renders deploy/k8s/base and every deploy/k8s/overlays/* with
+# kustomize_test.sh — renders deploy/k8s (the base, through its top-level kustomization), deploy/k8s/base and every deploy/k8s/overlays/* with
 # `kubectl kustomize`; fails on a render error or on anything kustomize prints on stderr
 # (deprecation warnings included). The renders land in OUT/<name>.yaml for the schema test.
 #
@@ -19,7 +19,7 @@ echo "kustomize_test: $(kubectl version --client 2>/dev/null | tr '\n' ' ')"
 
 mkdir -p "$out"
 rm -f "$out"/*.yaml
-dirs=("$root/deploy/k8s/base")
+dirs=("$root/deploy/k8s" "$root/deploy/k8s/base")
 for d in "$root"/deploy/k8s/overlays/*/; do
   [[ -f $d/kustomization.yaml ]] && dirs+=("${d%/}")
 done
