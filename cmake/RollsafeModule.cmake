@@ -1,6 +1,6 @@
 # rollsafe_module(<name> [DEPS targets...] [PRIVATE_DEPS targets...])
 # Creates library rollsafe-<name> (alias rollsafe::<name>) from src/<name>/*.cpp, leaving out
-# *_test.cpp (unit tests: rollsafe-<name>-unittest, label "unit") and *_benchmark.cpp
+# *_test.cpp and *_dbtest.cpp (unit tests: rollsafe-<name>-unittest, label "unit") and *_benchmark.cpp
 # (rollsafe-<name>-benchmark).
 function(rollsafe_module name)
   cmake_parse_arguments(M "" "" "DEPS;PRIVATE_DEPS" ${ARGN})
@@ -9,7 +9,7 @@ function(rollsafe_module name)
   set(_tests "")
   set(_bench "")
   foreach(f IN LISTS _all)
-    if(f MATCHES "_test\\.cpp$")
+    if(f MATCHES "_(db)?test\\.cpp$")
       list(APPEND _tests ${f})
     elseif(f MATCHES "_benchmark\\.cpp$")
       list(APPEND _bench ${f})

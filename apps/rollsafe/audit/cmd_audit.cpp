@@ -114,7 +114,9 @@ void AddAuditCommand(CLI::App& app, std::function<int()>* run) {
         "audit",
         "Check a store for duplicated, orphaned or stuck effects and for ledgers that do not "
         "add up");
-    cmd->add_option("--store", flags->store, "Store URL: sqlite:PATH (must exist)")->required();
+    cmd->add_option("--store", flags->store,
+                    "Store URL: sqlite:PATH (must exist) or postgres://...")
+        ->required();
     auto* now = cmd->add_option("--now-ms", flags->now_ms,
                                 "Judge leases as of this Unix time in ms (default: now)");
     cmd->callback([flags, now, run] {

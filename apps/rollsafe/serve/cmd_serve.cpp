@@ -36,6 +36,7 @@ struct Flags {
     std::size_t max_connections = 10'000;
     std::int64_t max_work_ms = 600'000;
     std::string sync = "full";
+    int pg_pool = 8;
     std::string lease = "10s";
     std::string recovery_interval = "2s";
     std::string retention = "24h";
@@ -79,6 +80,7 @@ int Run(const Flags& f) {
     try {
         store::Durability d;
         d.synchronous = f.sync;
+        d.pg_pool = f.pg_pool;
         st = store::OpenStore(f.store, d);
     } catch (const std::exception& e) {
         std::cerr << "rollsafe serve: cannot open store: " << e.what() << "\n";
@@ -155,7 +157,13 @@ void AddServeCommand(CLI::App& app, std::function<int()>* run) {
     cmd->add_option("--admin-listen", flags->admin_listen,
                     "Admin listener HOST:PORT: /livez /readyz /health /metrics /lifecycle/prestop")
         ->capture_default_str();
-    cmd->add_option("--store", flags->store, "Store URL: sqlite:PATH")->capture_default_str();
+    cmd->add_option("--store", flags->store,
+                    "Store URL: sqlite:PATH or postgres://USER@HOST:PORT/DB (libpq URI)")
+        ->capture_default_str();
+    cmd->add_option("--pg-pool", flags->pg_pool,
+                    "PostgreSQL store: connections (one worker thread each)")
+        ->check(CLI::Range(1, 1000))
+        ->capture_default_str();
     cmd->add_option("--threads", flags->threads, "I/O threads (0: one per core)")
         ->check(CLI::Range(0, 1024))
         ->capture_default_str();

@@ -160,6 +160,9 @@ struct Durability {
     /// Open an existing store for reading only (audits): no file is created, nothing is
     /// migrated or written, and Write() fails with kPermanent.
     bool read_only = false;
+    /// PostgreSQL store only (`--pg-pool`): worker threads, each owning one connection; a
+    /// job holds one connection for its whole transaction.
+    int pg_pool = 8;
 };
 
 /// Storage for the reference API. Implementations are thread-safe.
@@ -196,8 +199,11 @@ class Store {
 /// file cannot be opened or migrated.
 std::unique_ptr<Store> OpenSqliteStore(const std::string& path, Durability durability = {});
 
-/// Parses a `--store` URL. Supported: `sqlite:PATH` (also `sqlite://PATH`). Throws
-/// std::invalid_argument naming what is wrong.
+/// Parses a `--store` URL. Supported: `sqlite:PATH` (also `sqlite://PATH`) and
+/// `postgres://USER@HOST:PORT/DB?...` (also `postgresql://`; any libpq connection URI): a pool
+/// of `durability.pg_pool` connections, the schema created or migrated at open (see
+/// docs/stores.md). Throws std::invalid_argument naming what is wrong, std::runtime_error when
+/// the store cannot be opened (PostgreSQL unreachable at start included).
 std::unique_ptr<Store> OpenStore(const std::string& url, Durability durability = {});
 
 }  // namespace rollsafe::store

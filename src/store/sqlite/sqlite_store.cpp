@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "rollsafe/store/store.hpp"
+#include "store/postgres/postgres_store.hpp"
 
 namespace rollsafe::store {
 namespace {
@@ -827,13 +828,14 @@ std::unique_ptr<Store> OpenSqliteStore(const std::string& path, Durability durab
 
 std::unique_ptr<Store> OpenStore(const std::string& url, Durability durability) {
     std::string_view u = url;
+    if (IsPostgresUrl(u)) return OpenPostgresStore(url, durability);
     if (u.starts_with("sqlite://"))
         u.remove_prefix(9);
     else if (u.starts_with("sqlite:"))
         u.remove_prefix(7);
     else
         throw std::invalid_argument("unsupported store URL '" + url +
-                                    "': expected sqlite:PATH (PostgreSQL comes later)");
+                                    "': expected sqlite:PATH or postgres://...");
     if (u.empty()) throw std::invalid_argument("store URL '" + url + "' names no file");
     return OpenSqliteStore(std::string(u), std::move(durability));
 }

@@ -615,10 +615,20 @@ TEST(SqliteStore, CreatesTheSchemaAtTheCurrentVersion) {
 }
 
 TEST(OpenStore, RejectsUnsupportedSchemes) {
-    EXPECT_THROW(OpenStore("postgres://x"), std::invalid_argument);
-    EXPECT_THROW(OpenStore("postgresql://user@host/db"), std::invalid_argument);
+    EXPECT_THROW(OpenStore("mysql://user@host/db"), std::invalid_argument);
     EXPECT_THROW(OpenStore("/tmp/plain-path.db"), std::invalid_argument);
     EXPECT_THROW(OpenStore(""), std::invalid_argument);
+}
+
+TEST(OpenStore, UnreachablePostgresThrowsACleanError) {
+    // Port 1 on loopback refuses at once: the store must not start without its database.
+    try {
+        OpenStore("postgresql://postgres@127.0.0.1:1/db");
+        ADD_FAILURE() << "OpenStore did not throw";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("cannot connect to PostgreSQL"), std::string::npos)
+            << e.what();
+    }
 }
 
 TEST(OpenStore, RejectsSqliteUrlWithoutAFile) {
