@@ -4,12 +4,14 @@
 // every account equals the sum of what was acknowledged, each exactly once.
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -185,16 +187,20 @@ void RunClient(int index, const std::vector<std::uint16_t>& ports, Deadline run_
     }
 }
 
-TEST(Journal, LedgerOnThreeReplicasWithOneKilledAddsUpExactlyOnce) {
-    TempDir dir;
-    const std::string db = dir.Path() + "/ledger.db";
+/// The scenario, on the store `db`: an SQLite file, or a `postgres://` URL (then the replicas
+/// share it with `--store`, and the checks query it with psql).
+void RunLedgerScenario(const std::string& db) {
+    const bool postgres = db.starts_with("postgres://");
     std::vector<std::unique_ptr<ServeProcess>> replicas;
     std::vector<std::uint16_t> ports;
     for (int i = 0; i < kReplicas; ++i) {
         ServeOptions o;
         o.extra_args = {"--name", "r" + std::to_string(i), "--lease", "1s", "--recovery-interval",
                         "200ms",  "--drain-delay",         "100ms"};
-        o.db_path = db;
+        if (postgres)
+            o.store_url = db;
+        else
+            o.db_path = db;
         o.threads = 1;  // three replicas and eight clients share two cores
         replicas.push_back(std::make_unique<ServeProcess>(std::move(o)));
         ports.push_back(replicas.back()->ApiPort());
@@ -316,6 +322,33 @@ TEST(Journal, LedgerOnThreeReplicasWithOneKilledAddsUpExactlyOnce) {
         << audit.err << "stdout (tail):\n"
         << audit.out.substr(audit.out.size() > 2000 ? audit.out.size() - 2000 : 0);
     EXPECT_LT(MsBetween(start, SteadyClock::now()), 40'000.0) << "the run took too long";
+}
+
+TEST(Journal, LedgerOnThreeReplicasWithOneKilledAddsUpExactlyOnce) {
+    TempDir dir;
+    RunLedgerScenario(dir.Path() + "/ledger.db");
+}
+
+/// Runs `sql` on the PostgreSQL server at `url` with psql; false (after a test failure) if not.
+bool Psql(const std::string& url, const std::string& sql) {
+    const ProcessResult p =
+        RunProcess({"psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql});
+    EXPECT_TRUE(p.exit_code && *p.exit_code == 0) << sql << ": " << p.err;
+    return p.exit_code && *p.exit_code == 0;
+}
+
+// The same scenario with three replicas sharing PostgreSQL (ROLLSAFE_TEST_PG; scripts/services.sh
+// start prints one), in a schema of its own.
+TEST(Journal, LedgerOnThreeReplicasOnPostgresWithOneKilledAddsUpExactlyOnce) {
+    const char* base = std::getenv("ROLLSAFE_TEST_PG");
+    if (!base || !*base) GTEST_SKIP() << "ROLLSAFE_TEST_PG is not set (scripts/services.sh start)";
+    const std::string url = base;
+    const std::string schema = "ledger_" + std::to_string(::getpid());
+    ASSERT_TRUE(Psql(url, "SET client_min_messages = warning; DROP SCHEMA IF EXISTS " + schema +
+                              " CASCADE; CREATE SCHEMA " + schema));
+    RunLedgerScenario(url + (url.find('?') == std::string::npos ? "?" : "&") +
+                      "options=-csearch_path%3D" + schema);
+    Psql(url, "SET client_min_messages = warning; DROP SCHEMA IF EXISTS " + schema + " CASCADE");
 }
 
 }  // namespace

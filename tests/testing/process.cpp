@@ -259,7 +259,7 @@ ServeProcess::ServeProcess(ServeOptions options) {
     argv_ = {RollsafeBinary(), "serve",
              "--listen",       options.listen,
              "--admin-listen", "127.0.0.1:0",
-             "--store",        "sqlite:" + db_path_,
+             "--store",        options.store_url.empty() ? "sqlite:" + db_path_ : options.store_url,
              "--threads",      std::to_string(options.threads)};
     for (auto& a : options.extra_args) argv_.push_back(std::move(a));
 

@@ -76,6 +76,9 @@ struct ServeOptions {
     /// the process owns. Several processes may share one file (replicas of one service), and a
     /// process may be started on the file of one that died (a restart).
     std::string db_path;
+    /// When set, `--store <store_url>` replaces `--store sqlite:<db_path>` (e.g. a
+    /// `postgres://` URL; several replicas share it).
+    std::string store_url;
     /// Variables set in the child's environment on top of the test's own (replacing a variable
     /// of the same name), e.g. `{"ROLLSAFE_TEST_CRASH_AFTER", "worked"}`.
     std::vector<std::pair<std::string, std::string>> env;

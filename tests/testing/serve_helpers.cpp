@@ -102,7 +102,8 @@ std::optional<SteadyClock::time_point> PollUntilRefused(std::uint16_t port, Dead
 std::optional<JsonValue> ProblemBody(const HttpResponse& r) { return ParseJson(r.body); }
 
 ProcessResult RunAudit(const std::string& db_path) {
-    return RunProcess({RollsafeBinary(), "audit", "--store", "sqlite:" + db_path});
+    const bool url = db_path.starts_with("postgres://") || db_path.starts_with("postgresql://");
+    return RunProcess({RollsafeBinary(), "audit", "--store", url ? db_path : "sqlite:" + db_path});
 }
 
 std::optional<double> SumMetric(std::string_view text, std::string_view name) {

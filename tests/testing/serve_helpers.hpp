@@ -60,7 +60,8 @@ std::optional<SteadyClock::time_point> PollUntilRefused(std::uint16_t port, Dead
 /// The parsed problem body (call after IsProblem succeeded).
 std::optional<JsonValue> ProblemBody(const HttpResponse& r);
 
-/// Runs `rollsafe audit --store sqlite:<db_path>` to completion (bounded by kMaxTestWait).
+/// Runs `rollsafe audit --store sqlite:<db_path>` (or `--store <db_path>` when it is a
+/// `postgres://` URL) to completion (bounded by kMaxTestWait).
 /// Its contract: exit 0 when the store is clean, 1 with one JSON line per problem on stderr.
 ProcessResult RunAudit(const std::string& db_path);
 

@@ -9,18 +9,23 @@ namespace rollsafe::testing {
 
 SqliteResult SqliteQuery(const std::string& db_path, const std::string& sql) {
     SqliteResult r;
-    const ProcessResult p = RunProcess({"sqlite3", "-batch", "-noheader", "-separator", "|", "-cmd",
-                                        ".timeout 5000", db_path, sql});
+    const bool pg = db_path.starts_with("postgres://") || db_path.starts_with("postgresql://");
+    const std::string tool = pg ? "psql" : "sqlite3";
+    // psql -A -t -F '|' prints rows exactly as sqlite3 -noheader -separator '|' does
+    const ProcessResult p = pg ? RunProcess({"psql", "-X", "-q", "-A", "-t", "-F", "|", "-v",
+                                             "ON_ERROR_STOP=1", "-d", db_path, "-c", sql})
+                               : RunProcess({"sqlite3", "-batch", "-noheader", "-separator", "|",
+                                             "-cmd", ".timeout 5000", db_path, sql});
     if (p.spawn_errno != 0) {
-        r.error = std::string("cannot run sqlite3: ") + std::strerror(p.spawn_errno);
+        r.error = "cannot run " + tool + ": " + std::strerror(p.spawn_errno);
         return r;
     }
     if (!p.exit_code) {
-        r.error = "sqlite3 did not finish in time";
+        r.error = tool + " did not finish in time";
         return r;
     }
     if (*p.exit_code != 0 || !p.err.empty()) {
-        r.error = "sqlite3 exited " + std::to_string(*p.exit_code) + ": " + p.err;
+        r.error = tool + " exited " + std::to_string(*p.exit_code) + ": " + p.err;
         return r;
     }
     std::size_t start = 0;

@@ -16,7 +16,8 @@ struct SqliteResult {
     std::string error;  ///< stderr, exit status or spawn failure when !ok
 };
 
-/// Runs `sql` against the database file `db_path` with `sqlite3 -batch -noheader`, waiting up
+/// Runs `sql` against the database file `db_path` with `sqlite3 -batch -noheader` (or, when
+/// `db_path` is a `postgres://` URL, with `psql -A -t -F '|'`: the same row format), waiting up
 /// to 5 s for a lock held by a running server (`.timeout`), bounded by kMaxTestWait. (Not
 /// -readonly: a WAL database left by a killed process needs recovery, which a read-only connection
 /// cannot do.)
