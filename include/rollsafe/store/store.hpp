@@ -148,7 +148,9 @@ class Tx {
 
 /// A unit of work. Runs on a store thread inside a transaction (for writes, a savepoint of
 /// the group transaction): returning a non-ok Status or throwing rolls back everything it
-/// did. Results leave through the lambda's captures.
+/// did. Results leave through the lambda's captures. A job may run more than once (the
+/// PostgreSQL store re-runs one that hit a deadlock or serialization failure, after rolling it
+/// back): it must set its results, not accumulate into them.
 using Job = std::function<Status(Tx&)>;
 
 struct Durability {
