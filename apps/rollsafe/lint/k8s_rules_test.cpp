@@ -5,20 +5,15 @@
 #include <vector>
 
 #include "lint/lint.hpp"
+#include "lint/rules_test_util.hpp"
 
 namespace rollsafe::lint {
 namespace {
 
-/// A source named `name` holding `text`.
-Source Src(std::string name, std::string text, Source::Kind kind = Source::Kind::kYaml) {
-    Source s;
-    s.name = std::move(name);
-    s.text = std::move(text);
-    s.kind = kind;
-    return s;
-}
-
-LintReport Lint(std::vector<Source> sources) { return LintSources(sources); }
+using testing::Dump;
+using testing::Lint;
+using testing::Replace;
+using testing::Src;
 
 LintReport LintYaml(const std::string& yaml) {
     Source s;
@@ -32,19 +27,6 @@ std::vector<std::string> Found(const LintReport& r) {
     std::vector<std::string> out;
     for (const auto& f : r.findings) out.push_back(f.rule + ":" + std::to_string(f.line));
     return out;
-}
-
-std::string Dump(const LintReport& r) {
-    std::string s;
-    for (const auto& f : r.findings)
-        s += f.file + ":" + std::to_string(f.line) + " " + f.rule + " " + f.message + "\n";
-    return s;
-}
-
-void Replace(std::string* s, const std::string& from, const std::string& to) {
-    const auto at = s->find(from);
-    ASSERT_NE(at, std::string::npos) << from;
-    s->replace(at, from.size(), to);
 }
 
 /// A Deployment that passes every rule; line numbers are stated where tests rely on them.

@@ -5,20 +5,15 @@
 #include <vector>
 
 #include "lint/lint.hpp"
+#include "lint/rules_test_util.hpp"
 
 namespace rollsafe::lint {
 namespace {
 
-/// A source named `name` holding `text`.
-Source Src(std::string name, std::string text, Source::Kind kind = Source::Kind::kYaml) {
-    Source s;
-    s.name = std::move(name);
-    s.text = std::move(text);
-    s.kind = kind;
-    return s;
-}
-
-LintReport Lint(std::vector<Source> sources) { return LintSources(sources); }
+using testing::Dump;
+using testing::Lint;
+using testing::Replace;
+using testing::Src;
 
 Source Conf(const std::string& name, const std::string& text) {
     return Src(name, text, Source::Kind::kNginx);
@@ -29,19 +24,6 @@ std::vector<std::string> Found(const LintReport& r) {
     for (const auto& f : r.findings)
         out.push_back(f.file + ":" + std::to_string(f.line) + ":" + f.rule);
     return out;
-}
-
-std::string Dump(const LintReport& r) {
-    std::string s;
-    for (const auto& f : r.findings)
-        s += f.file + ":" + std::to_string(f.line) + " " + f.rule + " " + f.message + "\n";
-    return s;
-}
-
-void Replace(std::string* s, const std::string& from, const std::string& to) {
-    const auto at = s->find(from);
-    ASSERT_NE(at, std::string::npos) << from;
-    s->replace(at, from.size(), to);
 }
 
 const std::string kGood = R"(upstream app {
