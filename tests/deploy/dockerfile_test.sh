@@ -179,7 +179,7 @@ printf '%s\n' "${instr[@]}" | grep -qE '^EXPOSE .*8080' || fail "EXPOSE lacks 80
 ((fails == fails_before)) && ok "ENTRYPOINT $entry = CMake target $target, copied from the build stage"
 
 # 4. Build packages = install-deps.sh minus what only tests, benchmarks, the drill and tools need.
-not_build='ccache curl procps clang-format sqlite3 libgtest-dev libgmock-dev libbenchmark-dev nginx libnginx-mod-http-lua wrk chromium python3 kubectl kubernetes-client nodejs npm'
+not_build='ccache curl procps clang-format sqlite3 postgresql libgtest-dev libgmock-dev libbenchmark-dev nginx libnginx-mod-http-lua wrk chromium python3 kubectl kubernetes-client nodejs npm'
 mapfile -t deps < <(sed -n '/^PKGS=(/,/^)/p' "$root/scripts/install-deps.sh" | sed -e '1d;$d' -e 's/#.*//' | tr ' ' '\n' | grep -v '^$' | sort -u)
 mapfile -t build_pkgs < <(apt_packages 0)
 want=$(printf '%s\n' "${deps[@]}" | grep -vxF -f <(tr ' ' '\n' <<<"$not_build") | sort -u)
@@ -199,8 +199,12 @@ if [[ -n $binary ]]; then
   else
     mapfile -t runtime_pkgs < <(apt_packages "$last_stage")
     in_slim='libc6 libstdc++6 libgcc-s1 libzstd1 zlib1g liblzma5'
+    # Only the libraries the binary itself links (DT_NEEDED) must be listed: apt installs their
+    # own dependencies (libpq5 brings Kerberos, LDAP, GnuTLS…), which ldd also prints.
+    direct_libs=" $(objdump -p "$binary" | awk '$1 == "NEEDED" {print $2}' | tr '\n' ' ') "
     while read -r lib path; do
       case $lib in linux-vdso* | ld-linux* | libasan* | libubsan* | liblsan* | libtsan*) continue ;; esac
+      [[ $direct_libs == *" $lib "* ]] || continue
       [[ $path == /* ]] || {
         fail "$lib: not found by ldd"
         continue
