@@ -541,6 +541,14 @@ class PostgresStore final : public Store {
         Status st;
         try {
             Exec(c, item.read ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" : "BEGIN");
+        } catch (const Error& e) {
+            // An idle pooled connection whose server went away (a restart) fails here, before
+            // the job ran: reconnect and try again rather than fail the request.
+            conn.Close();
+            *retry = true;
+            return {e.kind == ErrorKind::kPermanent ? ErrorKind::kTransient : e.kind, e.what()};
+        }
+        try {
             st = item.job(tx);
         } catch (const Error& e) {
             st = {e.kind, e.what()};
