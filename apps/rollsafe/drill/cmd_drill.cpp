@@ -16,6 +16,7 @@
 #include <string>
 #include <thread>
 
+#include "cli_duration.hpp"
 #include "drill/drill.hpp"
 #include "drill/report.hpp"
 #include "rollsafe/client/client.hpp"
@@ -58,17 +59,6 @@ struct Flags {
     std::string rollout_cmd;
     std::string duration;
 };
-
-CLI::Validator DurationCheck(bool allow_zero) {
-    return CLI::Validator(
-        [allow_zero](std::string& v) -> std::string {
-            const auto d = util::ParseDuration(v);
-            if (d && (d->count() > 0 || (allow_zero && d->count() == 0))) return {};
-            return "'" + v + "' is not a " + (allow_zero ? "" : "positive ") +
-                   "duration: use a number with a unit, e.g. 500ms, 5s, 2m";
-        },
-        "DURATION");
-}
 
 /// "A..B" → (A, B) with A <= B, each parsed by `parse`.
 template <typename T, typename Parse>
@@ -329,17 +319,17 @@ void AddDrillCommand(CLI::App& app, std::function<int()>* run) {
         ->capture_default_str();
     cmd->add_flag("--no-prestop", f->no_prestop, "Same as --prestop none");
     cmd->add_option("--grace", f->grace, "terminationGracePeriodSeconds: then SIGKILL")
-        ->check(DurationCheck(false))
+        ->check(cli::Duration(true))
         ->capture_default_str();
     cmd->add_option("--drain-delay", f->drain_delay, "The replicas' --drain-delay")
-        ->check(DurationCheck(true))
+        ->check(cli::Duration())
         ->capture_default_str();
     cmd->add_flag("--no-drain-delay", f->no_drain_delay, "Same as --drain-delay 0s");
     cmd->add_option("--shutdown-timeout", f->shutdown_timeout, "The replicas' --shutdown-timeout")
-        ->check(DurationCheck(false))
+        ->check(cli::Duration(true))
         ->capture_default_str();
     cmd->add_option("--lease", f->lease, "The replicas' journal --lease (crash recovery time)")
-        ->check(DurationCheck(false))
+        ->check(cli::Duration(true))
         ->capture_default_str();
     cmd->add_option("--min-available", f->min_available,
                     "PodDisruptionBudget minAvailable for the drain")
@@ -353,7 +343,7 @@ void AddDrillCommand(CLI::App& app, std::function<int()>* run) {
         ->check(CLI::Range(std::int64_t{1}, std::int64_t{10'000'000}))
         ->capture_default_str();
     cmd->add_option("--max-duration", f->max_duration, "Hard limit on the load")
-        ->check(DurationCheck(false))
+        ->check(cli::Duration(true))
         ->capture_default_str();
     cmd->add_option("--work-ms", f->work_ms, "work_ms of POST /resources, MIN..MAX")
         ->capture_default_str();
@@ -376,7 +366,7 @@ void AddDrillCommand(CLI::App& app, std::function<int()>* run) {
     auto* duration = cmd->add_option("--duration", f->duration,
                                      "Black-box mode: load time (default: until the command "
                                      "ends and --requests were made)")
-                         ->check(DurationCheck(false));
+                         ->check(cli::Duration(true));
     rollout->needs(target);
     duration->needs(target);
     target->excludes(replicas)->excludes(scenario)->excludes(store)->excludes(gateway);

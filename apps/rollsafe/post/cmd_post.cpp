@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cli_duration.hpp"
 #include "rollsafe/client/client.hpp"
 #include "rollsafe/util/duration.hpp"
 #include "rollsafe/util/random.hpp"
@@ -30,19 +31,6 @@ struct Flags {
 };
 
 constexpr std::string_view kPrefix = "rollsafe post: ";
-
-/// CLI11 validator for positive durations, so that a bad value is a usage error naming the flag.
-CLI::Validator PositiveDuration() {
-    return CLI::Validator(
-        [](std::string& v) -> std::string {
-            const auto d = util::ParseDuration(v);
-            if (d && d->count() > 0) return {};
-            return "'" + v +
-                   "' is not a positive duration: use a number with a unit, e.g. 500ms, " +
-                   "5s, 2m";
-        },
-        "DURATION");
-}
 
 /// The journal's key syntax: 1-255 visible ASCII characters.
 bool IsValidKey(std::string_view key) {
@@ -171,11 +159,11 @@ void AddPostCommand(CLI::App& app, std::function<int()>* run) {
         ->capture_default_str();
     cmd->add_option("--deadline", flags->deadline,
                     "Give up when the next attempt could not start before this much time")
-        ->check(PositiveDuration())
+        ->check(cli::Duration(true))
         ->capture_default_str();
     cmd->add_option("--attempt-timeout", flags->attempt_timeout,
                     "The most one attempt (connect, send, receive) may take")
-        ->check(PositiveDuration())
+        ->check(cli::Duration(true))
         ->capture_default_str();
     cmd->add_option("--header", flags->headers, "Extra header 'Name: value' (repeatable)");
     cmd->add_flag("--verbose", flags->verbose, "One line per attempt on stderr");

@@ -9,6 +9,7 @@
 #include <memory>
 #include <thread>
 
+#include "cli_duration.hpp"
 #include "rollsafe/http/server.hpp"
 #include "rollsafe/lifecycle/lifecycle.hpp"
 #include "rollsafe/metrics/registry.hpp"
@@ -43,16 +44,6 @@ struct Flags {
     std::string name;
     bool no_access_log = false;
 };
-
-/// CLI11 validator for durations, so that a bad value is a usage error naming the flag.
-CLI::Validator DurationValidator() {
-    return CLI::Validator(
-        [](std::string& v) -> std::string {
-            if (util::ParseDuration(v)) return {};
-            return "'" + v + "' is not a duration: use a number with a unit, e.g. 500ms, 5s, 2m";
-        },
-        "DURATION");
-}
 
 std::chrono::milliseconds Dur(const std::string& v) { return *util::ParseDuration(v); }
 
@@ -151,7 +142,7 @@ void AddServeCommand(CLI::App& app, std::function<int()>* run) {
     auto flags = std::make_shared<Flags>();
     auto* cmd =
         app.add_subcommand("serve", "Run the reference API service with a graceful lifecycle");
-    auto dur = DurationValidator();
+    auto dur = cli::Duration();
     cmd->add_option("--listen", flags->listen, "API listener HOST:PORT (port 0: pick a free port)")
         ->capture_default_str();
     cmd->add_option("--admin-listen", flags->admin_listen,

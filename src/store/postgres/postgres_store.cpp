@@ -2,6 +2,7 @@
 // runs in its own transaction (writes: READ COMMITTED; reads: REPEATABLE READ READ ONLY, one
 // snapshot for the whole job). Statements mirror the SQLite store's, every value bound.
 #include "store/postgres/postgres_store.hpp"
+#include "store/select_columns.hpp"
 
 #include <libpq-fe.h>
 
@@ -117,16 +118,6 @@ std::int64_t Int(const PGresult* r, int row, int col) {
     return std::strtoll(PQgetvalue(r, row, col), nullptr, 10);
 }
 int Changed(const PGresult* r) { return std::atoi(PQcmdTuples(const_cast<PGresult*>(r))); }
-
-#define kSelectOp                                                                       \
-    "SELECT principal, key, fingerprint, state, owner, lease_until_ms, recovery_point," \
-    " recovery_state, method, path, request_body, response_status, response_headers,"   \
-    " response_body, created_at_ms, updated_at_ms FROM journal"
-#define kSelectResource \
-    "SELECT id, data, created_at, COALESCE(idempotency_key, ''), owner, principal FROM resources"
-#define kSelectEntry                                                                    \
-    "SELECT entry_id, account, amount, seq, balance, memo, idempotency_key, principal," \
-    " created_at FROM entries"
 
 Operation ReadOp(const PGresult* r, int i) {
     Operation o;

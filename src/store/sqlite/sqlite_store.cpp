@@ -10,6 +10,7 @@
 
 #include "rollsafe/store/store.hpp"
 #include "store/postgres/postgres_store.hpp"
+#include "store/select_columns.hpp"
 
 namespace rollsafe::store {
 namespace {
@@ -168,16 +169,6 @@ void Bind(sqlite3_stmt* s, int i, const std::string& v) {
     // clears the bindings before the next use, so SQLite need not copy each value.
     sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
 }
-
-#define kSelectOp                                                                       \
-    "SELECT principal, key, fingerprint, state, owner, lease_until_ms, recovery_point," \
-    " recovery_state, method, path, request_body, response_status, response_headers,"   \
-    " response_body, created_at_ms, updated_at_ms FROM journal"
-#define kSelectResource \
-    "SELECT id, data, created_at, COALESCE(idempotency_key, ''), owner, principal FROM resources"
-#define kSelectEntry                                                                    \
-    "SELECT entry_id, account, amount, seq, balance, memo, idempotency_key, principal," \
-    " created_at FROM entries"
 
 std::string Text(sqlite3_stmt* s, int col) {
     const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, col));
