@@ -217,7 +217,7 @@ TEST(Lint, UsageErrorsExitTwoWithAMessage) {
 
 TEST(Lint, ShippedDeployDirectoryLintsClean) {
     const std::string deploy = std::string(ROLLSAFE_SOURCE_DIR) + "/deploy";
-    if (!std::filesystem::is_directory(deploy)) GTEST_SKIP() << "no deploy/ in this checkout";
+    ASSERT_TRUE(std::filesystem::is_directory(deploy)) << deploy;
     const ProcessResult r = Lint({deploy});
     ASSERT_TRUE(r.exit_code);
     EXPECT_EQ(*r.exit_code, 0) << r.out << r.err;
