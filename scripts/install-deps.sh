@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(
   g++ cmake ninja-build pkg-config ccache curl ca-certificates procps clang-format
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libboost-system1.81-dev
-  libsqlite3-dev sqlite3 libpq-dev postgresql libssl-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libyaml-cpp-dev
+  libsqlite3-dev sqlite3 libpq-dev postgresql libhiredis-dev redis-server libssl-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libyaml-cpp-dev
   nginx libnginx-mod-http-lua wrk chromium python3
 )
 

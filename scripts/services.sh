@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
-# services.sh start|stop|status — a throwaway PostgreSQL 15 on 127.0.0.1 for the PostgreSQL
-# store (`--store postgres://...`) and its tests. Run as root on Debian 12 (scripts/install-deps.sh
-# installs postgresql and libpq-dev). Only PostgreSQL is started for now; Redis (for the lock
-# of issue 5) will join it here.
+# services.sh start|stop|status|pg-down|pg-up — a throwaway PostgreSQL 15 and Redis 7 on
+# 127.0.0.1 for the PostgreSQL store (`--store postgres://...`), the Redis lock
+# (`--lock redis://...`) and their tests. Run as root on Debian 12 (scripts/install-deps.sh
+# installs postgresql, libpq-dev, redis-server and libhiredis-dev).
 #
-#   start   initdb a fresh cluster under $SVC_DIR/pg (wiped first; a running one is kept),
-#           start it, create database rollsafe_test and print its URL on stdout:
-#             postgres://postgres@127.0.0.1:55432/rollsafe_test
-#   stop    fast shutdown (idempotent)
-#   status  exit 0 and print the URL while it runs, exit 1 otherwise
+#   start    initdb a fresh cluster under $SVC_DIR/pg (wiped first; a running one is kept),
+#            start it, create database rollsafe_test; start redis-server (no persistence);
+#            print both URLs on stdout as shell assignments, ready for `eval`:
+#              ROLLSAFE_TEST_PG=postgres://postgres@127.0.0.1:55432/rollsafe_test
+#              ROLLSAFE_TEST_REDIS=redis://127.0.0.1:56379
+#   stop     fast shutdown of both (idempotent)
+#   status   exit 0 and print the assignments while both run, exit 1 otherwise
+#   pg-down  stop PostgreSQL, keeping its data (fault tests: the database goes away)
+#   pg-up    start the kept cluster again and wait until it accepts connections
 #
 # Durability stays on (fsync, synchronous_commit), so tests and benchmarks see real commits.
 # Trust authentication, and only on 127.0.0.1: never point this at a shared machine's network.
-# Environment: SVC_DIR (default /tmp/rollsafe-services), PG_PORT (default 55432).
+# Environment: SVC_DIR (default /tmp/rollsafe-services), PG_PORT (default 55432), REDIS_PORT
+# (default 56379).
 set -euo pipefail
 
 SVC_DIR=${SVC_DIR:-/tmp/rollsafe-services}
@@ -21,6 +26,9 @@ PG_BIN=/usr/lib/postgresql/15/bin # initdb/pg_ctl are not on PATH on Debian
 PG_DB=rollsafe_test
 PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/$PG_DB"
 PG_DIR=$SVC_DIR/pg
+REDIS_PORT=${REDIS_PORT:-56379}
+REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+REDIS_DIR=$SVC_DIR/redis
 
 # true while pid runs and is not a zombie (kill -0 alone also succeeds on an unreaped zombie)
 alive() {
@@ -87,6 +95,76 @@ CONF
   echo "$PG_URL"
 }
 
+# pg-up: the cluster start_pg created, started again with its data
+up_pg() {
+  pg_running && return 0
+  [[ -f $PG_DIR/data/postgresql.conf ]] || {
+    echo "services.sh: no cluster under $PG_DIR (run start first)" >&2
+    return 1
+  }
+  as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -w -t 60 start >/dev/null || {
+    tail -20 "$PG_DIR/postgres.log" >&2
+    return 1
+  }
+  echo "postgres: pid $(pg_pid) port $PG_PORT (data kept)" >&2
+}
+
+redis_pid() { [[ -s $REDIS_DIR/redis.pid ]] && cat "$REDIS_DIR/redis.pid"; }
+redis_running() {
+  local pid
+  pid=$(redis_pid) && alive "$pid"
+}
+
+start_redis() {
+  local i
+  if redis_running; then
+    echo "redis: already running (pid $(redis_pid))" >&2
+    return 0
+  fi
+  command -v redis-server >/dev/null || {
+    echo "services.sh: redis-server missing (apt-get install redis-server)" >&2
+    return 1
+  }
+  mkdir -p "$REDIS_DIR"
+  rm -f "$REDIS_DIR/redis.pid"
+  # No persistence: a lock service that restarts empty is the case the fencing token covers.
+  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
+    --dir "$REDIS_DIR" --daemonize yes --pidfile "$REDIS_DIR/redis.pid" \
+    --logfile "$REDIS_DIR/redis.log" >/dev/null
+  for ((i = 0; i < 500; i++)); do
+    if [[ $(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]; then
+      echo "redis: pid $(redis_pid) port $REDIS_PORT" >&2
+      return 0
+    fi
+    sleep 0.02
+  done
+  echo "services.sh: redis not ready after 10 s" >&2
+  cat "$REDIS_DIR/redis.log" >&2
+  return 1
+}
+
+stop_redis() {
+  local pid i
+  pid=$(redis_pid) && alive "$pid" || {
+    echo "redis: not running" >&2
+    return 0
+  }
+  kill -TERM "$pid"
+  for ((i = 0; i < 300; i++)); do
+    alive "$pid" || {
+      echo "redis: pid $pid stopped" >&2
+      return 0
+    }
+    sleep 0.1
+  done
+  kill -KILL "$pid"
+}
+
+urls() {
+  echo "ROLLSAFE_TEST_PG=$PG_URL"
+  echo "ROLLSAFE_TEST_REDIS=$REDIS_URL"
+}
+
 stop_pg() {
   local pid i
   pid=$(pg_pid) || {
@@ -110,18 +188,30 @@ stop_pg() {
 }
 
 case ${1:-} in
-  start) start_pg ;;
-  stop) stop_pg ;;
+  start)
+    start_pg >/dev/null
+    start_redis
+    urls
+    ;;
+  stop)
+    rc=0
+    stop_redis || rc=1
+    stop_pg || rc=1
+    exit $rc
+    ;;
   status)
-    if pg_running; then
-      echo "$PG_URL"
+    if pg_running && redis_running; then
+      urls
     else
-      echo "postgres: not running" >&2
+      pg_running || echo "postgres: not running" >&2
+      redis_running || echo "redis: not running" >&2
       exit 1
     fi
     ;;
+  pg-down) stop_pg ;;
+  pg-up) up_pg ;;
   *)
-    echo "usage: $0 start|stop|status" >&2
+    echo "usage: $0 start|stop|status|pg-down|pg-up" >&2
     exit 2
     ;;
 esac

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh — everything CI runs, on a fresh Debian 12 machine or a developer's:
-#   1. installs missing dependencies (scripts/install-deps.sh) and starts PostgreSQL on loopback
-#      (scripts/services.sh; stopped at exit) for the PostgreSQL store tests (ROLLSAFE_TEST_PG),
+#   1. installs missing dependencies (scripts/install-deps.sh) and starts PostgreSQL and Redis on
+#      loopback (scripts/services.sh; stopped at exit) for the PostgreSQL store and Redis lock
+#      tests (ROLLSAFE_TEST_PG, ROLLSAFE_TEST_REDIS),
 #   2. builds the release preset with -Werror and runs every test (unit + integration),
 #   3. builds the ASan+UBSan preset and runs every test again.
 # Set ROLLSAFE_SKIP_SANITIZE=1 to skip step 3 while iterating.
@@ -11,17 +12,20 @@ cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
 scripts/install-deps.sh
 
-# PostgreSQL for the store tests of both stores (*_dbtest.cpp and the PostgreSQL integration
-# tests read ROLLSAFE_TEST_PG; without it they skip). A caller's own ROLLSAFE_TEST_PG wins.
-# One that is already running (a developer's) is used and left running.
-if [[ -z ${ROLLSAFE_TEST_PG:-} ]]; then
-  if ! ROLLSAFE_TEST_PG=$(scripts/services.sh status 2>/dev/null); then
-    ROLLSAFE_TEST_PG=$(scripts/services.sh start)
+# PostgreSQL and Redis for the tests of both stores and of the Redis lock (*_dbtest.cpp and the
+# integration tests read ROLLSAFE_TEST_PG / ROLLSAFE_TEST_REDIS; without them those tests fail
+# with a message). A caller's own pair wins. Services already running (a developer's) are used
+# and left running.
+if [[ -z ${ROLLSAFE_TEST_PG:-} || -z ${ROLLSAFE_TEST_REDIS:-} ]]; then
+  if ! svc=$(scripts/services.sh status 2>/dev/null); then
+    svc=$(scripts/services.sh start)
     trap 'scripts/services.sh stop || true' EXIT
   fi
+  eval "$svc"
 fi
-export ROLLSAFE_TEST_PG
+export ROLLSAFE_TEST_PG ROLLSAFE_TEST_REDIS
 echo "==> PostgreSQL for the store tests: $ROLLSAFE_TEST_PG"
+echo "==> Redis for the lock tests: $ROLLSAFE_TEST_REDIS"
 
 check_format() {
   local files

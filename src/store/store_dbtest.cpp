@@ -49,8 +49,9 @@ class StoreDbTest : public ::testing::TestWithParam<std::string> {
             const char* base = PgUrl();
             // scripts/test.sh (and so CI) always provides one; running without is a failure,
             // not a silent pass of half the suite.
-            ASSERT_TRUE(base) << "ROLLSAFE_TEST_PG is not set: run scripts/services.sh start and "
-                                 "export the URL it prints (scripts/test.sh does both)";
+            ASSERT_TRUE(base)
+                << "ROLLSAFE_TEST_PG is not set: run eval \"$(scripts/services.sh start)\" "
+                   "(scripts/test.sh does)";
             static std::atomic<int> n{0};
             schema_ = "t_" + std::to_string(::getpid()) + "_" + std::to_string(n++);
             base_url_ = base;

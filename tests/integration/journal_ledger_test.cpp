@@ -341,8 +341,9 @@ bool Psql(const std::string& url, const std::string& sql) {
 // start prints one), in a schema of its own.
 TEST(Journal, LedgerOnThreeReplicasOnPostgresWithOneKilledAddsUpExactlyOnce) {
     const char* base = std::getenv("ROLLSAFE_TEST_PG");
-    ASSERT_TRUE(base && *base) << "ROLLSAFE_TEST_PG is not set: run scripts/services.sh start and "
-                                  "export the URL it prints (scripts/test.sh does both)";
+    ASSERT_TRUE(base && *base)
+        << "ROLLSAFE_TEST_PG is not set: run eval \"$(scripts/services.sh start)\" "
+           "(scripts/test.sh does)";
     const std::string url = base;
     const std::string schema = "ledger_" + std::to_string(::getpid());
     ASSERT_TRUE(Psql(url, "SET client_min_messages = warning; DROP SCHEMA IF EXISTS " + schema +
