@@ -42,6 +42,11 @@ std::string Num(double v) {
 }
 }  // namespace
 
+void Registry::CountLockEvent(const std::string& outcome) {
+    std::lock_guard lock(mu_);
+    ++lock_events_[outcome];
+}
+
 std::string Registry::RenderPrometheus() const {
     std::string out;
     std::lock_guard lock(mu_);
@@ -73,6 +78,14 @@ std::string Registry::RenderPrometheus() const {
     out += "# TYPE rollsafe_http_rejected_connections_total counter\n";
     out += "rollsafe_http_rejected_connections_total " +
            std::to_string(rejected_connections_.load(std::memory_order_relaxed)) + "\n";
+    if (!lock_events_.empty()) {
+        out +=
+            "# HELP rollsafe_account_lock_total Account lock events (--lock redis) by outcome.\n";
+        out += "# TYPE rollsafe_account_lock_total counter\n";
+        for (const auto& [outcome, n] : lock_events_)
+            out += "rollsafe_account_lock_total{outcome=\"" + EscapeLabel(outcome) + "\"} " +
+                   std::to_string(n) + "\n";
+    }
     out +=
         "# HELP rollsafe_lifecycle_state 0 starting, 1 ready, 2 draining, 3 closing, 4 stopped.\n";
     out += "# TYPE rollsafe_lifecycle_state gauge\n";

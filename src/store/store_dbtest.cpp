@@ -2,6 +2,7 @@
 // holds a URL (scripts/services.sh start prints one). Each PostgreSQL test runs in a schema of
 // its own, dropped at the end.
 #include <libpq-fe.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -13,6 +14,7 @@
 #include <latch>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -91,6 +93,22 @@ class StoreDbTest : public ::testing::TestWithParam<std::string> {
         auto f = p->get_future();
         store_->Read(std::move(job), [p](Status st) { p->set_value(st); });
         return Wait(std::move(f));
+    }
+
+    /// Runs `sqlite_sql` or `pg_sql` (whichever store this is) outside the store, for setups
+    /// the Tx contract cannot make (an older schema).
+    void RawExec(const std::string& sqlite_sql, const std::string& pg_sql) {
+        if (GetParam() == "postgres") {
+            PgExec(base_url_, "SET search_path = " + schema_ + "; " + pg_sql);
+            return;
+        }
+        sqlite3* db = nullptr;
+        ASSERT_EQ(sqlite3_open(dir_.File("store.db").c_str(), &db), SQLITE_OK);
+        char* err = nullptr;
+        EXPECT_EQ(sqlite3_exec(db, sqlite_sql.c_str(), nullptr, nullptr, &err), SQLITE_OK)
+            << (err ? err : "");
+        sqlite3_free(err);
+        sqlite3_close(db);
     }
 
     rollsafe::testing::TempDir dir_;
@@ -311,7 +329,7 @@ TEST_P(StoreDbTest, AJobReturningAnErrorRollsBackEverythingItWrote) {
     const Status st = W([&](Tx& tx) {
         tx.InsertOperation(MakeOp("gone", "a/1", 1, 1));
         LedgerEntry e = MakeEntry("acct", 5, "e-gone");
-        tx.AppendEntry(e);
+        tx.AppendEntry(e, 0);
         return Status{ErrorKind::kConflict, "changed my mind"};
     });
     EXPECT_EQ(st.kind, ErrorKind::kConflict);
@@ -334,11 +352,11 @@ TEST_P(StoreDbTest, LedgerAppendAssignsSeqAndBalanceAndRefusesOverflow) {
                          std::vector<std::tuple<std::string, std::int64_t, std::string>>{
                              {"b", 10, "e1"}, {"a", 7, "e2"}, {"b", -3, "e3"}}) {
                         LedgerEntry e = MakeEntry(acct, amount, id);
-                        EXPECT_TRUE(tx.AppendEntry(e));
+                        EXPECT_TRUE(tx.AppendEntry(e, 0));
                         out.push_back(e);
                     }
                     LedgerEntry big = MakeEntry("b", INT64_MAX, "e4");
-                    overflow = tx.AppendEntry(big);
+                    overflow = tx.AppendEntry(big, 0);
                     return Status::Ok();
                 }).ok());
     ASSERT_EQ(out.size(), 3u);
@@ -389,7 +407,7 @@ TEST_P(StoreDbTest, ConcurrentLedgerWritersKeepSeqGapFreeAndBalancesExact) {
                         LedgerEntry e =
                             MakeEntry(i % 2 ? "odd" : "even", t + 1,
                                       "e-" + std::to_string(t) + "-" + std::to_string(i));
-                        if (!tx.AppendEntry(e)) return Status{ErrorKind::kPermanent, "overflow"};
+                        if (!tx.AppendEntry(e, 0)) return Status{ErrorKind::kPermanent, "overflow"};
                         return Status::Ok();
                     },
                     s);
@@ -420,11 +438,142 @@ TEST_P(StoreDbTest, ConcurrentLedgerWritersKeepSeqGapFreeAndBalancesExact) {
     for (const auto& [acct, balance] : accounts) EXPECT_EQ(balance, sum[acct]) << acct;
 }
 
+// `--lock redis`: a write carrying a fencing token lower than the highest seen for its account
+// is refused whole; equal or higher tokens are accepted; unfenced writes (0) neither check nor
+// lower the highest.
+TEST_P(StoreDbTest, FencedAppendRefusesATokenLowerThanTheHighestSeenAndWritesNothing) {
+    auto append = [&](const std::string& id, std::int64_t fence, std::int64_t* highest) {
+        return W([=](Tx& tx) {
+            LedgerEntry e = MakeEntry("acct", 10, id);
+            try {
+                tx.AppendEntry(e, fence);
+            } catch (const FencedError& f) {
+                *highest = f.highest;
+                throw;
+            }
+            return Status::Ok();
+        });
+    };
+    std::int64_t highest = -1;
+    EXPECT_TRUE(append("e1", 5, &highest).ok());
+    EXPECT_TRUE(append("e2", 7, &highest).ok());
+    EXPECT_TRUE(append("e3", 7, &highest).ok()) << "the holder of token 7 may write again";
+    const Status stale = append("e4", 6, &highest);
+    EXPECT_EQ(stale.kind, ErrorKind::kFenced) << stale.message;
+    EXPECT_EQ(highest, 7);
+    EXPECT_TRUE(append("e5", 0, &highest).ok()) << "unfenced writes are not checked";
+    highest = -1;
+    EXPECT_EQ(append("e6", 6, &highest).kind, ErrorKind::kFenced) << "0 must not lower it";
+    EXPECT_EQ(highest, 7);
+    EXPECT_TRUE(append("e7", 8, &highest).ok());
+    std::vector<LedgerEntry> entries;
+    ASSERT_TRUE(R([&](Tx& tx) {
+                    entries = tx.AllEntries();
+                    return Status::Ok();
+                }).ok());
+    std::vector<std::string> ids;
+    for (const auto& e : entries) ids.push_back(e.entry_id + "#" + std::to_string(e.seq));
+    EXPECT_EQ(ids, (std::vector<std::string>{"e1#1", "e2#2", "e3#3", "e5#4", "e7#5"}));
+    EXPECT_EQ(entries.back().balance, 50);
+}
+
+// Writers on two store instances (replicas) take rising tokens and race to write: an older
+// token that loses the race is refused, so the accepted tokens rise with seq, and seq stays
+// gap-free with exact balances.
+TEST_P(StoreDbTest, RacingFencedWritersOnlyEverWriteUnderRisingTokens) {
+    auto second = Open();
+    constexpr int kThreads = 4, kPerThread = 30;
+    std::atomic<std::int64_t> tokens{0};
+    std::atomic<int> accepted{0}, fenced{0}, other{0};
+    std::mutex mu;
+    std::map<std::string, std::int64_t> token_of;  // entry id → the token it was written under
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t)
+        threads.emplace_back([&, t] {
+            Store* s = (t % 2 == 0) ? store_.get() : second.get();
+            for (int i = 0; i < kPerThread; ++i) {
+                const std::int64_t token = ++tokens;
+                const std::string id = "e-" + std::to_string(t) + "-" + std::to_string(i);
+                const Status st = W(
+                    [&, id, token](Tx& tx) {
+                        LedgerEntry e = MakeEntry("shared", 1, id);
+                        tx.AppendEntry(e, token);
+                        return Status::Ok();
+                    },
+                    s);
+                if (st.ok()) {
+                    ++accepted;
+                    std::lock_guard lock(mu);
+                    token_of[id] = token;
+                } else if (st.kind == ErrorKind::kFenced) {
+                    ++fenced;
+                } else {
+                    ++other;
+                    ADD_FAILURE() << st.message;
+                }
+            }
+        });
+    for (auto& th : threads) th.join();
+    second->Shutdown();
+    EXPECT_EQ(other.load(), 0);
+    EXPECT_EQ(accepted.load() + fenced.load(), kThreads * kPerThread);
+    std::vector<LedgerEntry> entries;
+    ASSERT_TRUE(R([&](Tx& tx) {
+                    entries = tx.AllEntries();
+                    return Status::Ok();
+                }).ok());
+    ASSERT_EQ(entries.size(), static_cast<std::size_t>(accepted.load()));
+    std::int64_t last_token = 0;
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+        EXPECT_EQ(entries[i].seq, static_cast<std::int64_t>(i + 1));
+        EXPECT_EQ(entries[i].balance, static_cast<std::int64_t>(i + 1));
+        const std::int64_t token = token_of.at(entries[i].entry_id);
+        EXPECT_GE(token, last_token) << "seq " << entries[i].seq << " written under a stale token";
+        last_token = token;
+    }
+}
+
+// A store written by the previous schema version (1: no fencing column) is migrated in place
+// when opened: its data stays and fenced writes work.
+TEST_P(StoreDbTest, AVersionOneStoreIsMigratedInPlaceKeepingItsData) {
+    ASSERT_TRUE(W([&](Tx& tx) {
+                    LedgerEntry e = MakeEntry("acct", 3, "old");
+                    tx.AppendEntry(e, 0);
+                    return Status::Ok();
+                }).ok());
+    store_->Shutdown();
+    store_.reset();
+    RawExec("ALTER TABLE accounts DROP COLUMN fence; PRAGMA user_version = 1;",
+            "ALTER TABLE accounts DROP COLUMN fence; UPDATE rollsafe_schema SET version = 1;");
+    store_ = Open();
+    ASSERT_TRUE(W([&](Tx& tx) {
+                    LedgerEntry e = MakeEntry("acct", 4, "new");
+                    tx.AppendEntry(e, 9);
+                    return Status::Ok();
+                }).ok());
+    EXPECT_EQ(W([&](Tx& tx) {
+                  LedgerEntry e = MakeEntry("acct", 4, "stale");
+                  tx.AppendEntry(e, 8);
+                  return Status::Ok();
+              }).kind,
+              ErrorKind::kFenced);
+    std::optional<std::pair<std::int64_t, std::vector<LedgerEntry>>> acct;
+    ASSERT_TRUE(R([&](Tx& tx) {
+                    acct = tx.GetAccount("acct");
+                    return Status::Ok();
+                }).ok());
+    ASSERT_TRUE(acct);
+    EXPECT_EQ(acct->first, 7);
+    ASSERT_EQ(acct->second.size(), 2u);
+    EXPECT_EQ(acct->second[0].entry_id, "old");
+    EXPECT_EQ(acct->second[1].seq, 2);
+}
+
 // A read job sees one snapshot: a write that commits while it runs is invisible to it.
 TEST_P(StoreDbTest, AReadJobSeesOneSnapshot) {
     ASSERT_TRUE(W([&](Tx& tx) {
                     LedgerEntry e = MakeEntry("acct", 1, "e0");
-                    tx.AppendEntry(e);
+                    tx.AppendEntry(e, 0);
                     return Status::Ok();
                 }).ok());
     std::size_t before = 0, after = 0;
@@ -433,7 +582,7 @@ TEST_P(StoreDbTest, AReadJobSeesOneSnapshot) {
         before = tx.AllEntries().size();
         const Status w = W([&](Tx& wtx) {
             LedgerEntry e = MakeEntry("acct", 1, "e1");
-            wtx.AppendEntry(e);
+            wtx.AppendEntry(e, 0);
             return Status::Ok();
         });
         EXPECT_TRUE(w.ok()) << w.message;

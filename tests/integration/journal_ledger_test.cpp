@@ -188,8 +188,9 @@ void RunClient(int index, const std::vector<std::uint16_t>& ports, Deadline run_
 }
 
 /// The scenario, on the store `db`: an SQLite file, or a `postgres://` URL (then the replicas
-/// share it with `--store`, and the checks query it with psql).
-void RunLedgerScenario(const std::string& db) {
+/// share it with `--store`, and the checks query it with psql). `lock_args` are added to every
+/// replica's command line (`--lock ...`).
+void RunLedgerScenario(const std::string& db, const std::vector<std::string>& lock_args = {}) {
     const bool postgres = db.starts_with("postgres://");
     std::vector<std::unique_ptr<ServeProcess>> replicas;
     std::vector<std::uint16_t> ports;
@@ -197,6 +198,7 @@ void RunLedgerScenario(const std::string& db) {
         ServeOptions o;
         o.extra_args = {"--name", "r" + std::to_string(i), "--lease", "1s", "--recovery-interval",
                         "200ms",  "--drain-delay",         "100ms"};
+        o.extra_args.insert(o.extra_args.end(), lock_args.begin(), lock_args.end());
         if (postgres)
             o.store_url = db;
         else
@@ -337,20 +339,37 @@ bool Psql(const std::string& url, const std::string& sql) {
     return p.exit_code && *p.exit_code == 0;
 }
 
-// The same scenario with three replicas sharing PostgreSQL (ROLLSAFE_TEST_PG; scripts/services.sh
-// start prints one), in a schema of its own.
-TEST(Journal, LedgerOnThreeReplicasOnPostgresWithOneKilledAddsUpExactlyOnce) {
+/// The same scenario with three replicas sharing PostgreSQL (ROLLSAFE_TEST_PG), in a schema of
+/// its own, with `lock_args`.
+void RunOnPostgres(const std::string& tag, const std::vector<std::string>& lock_args) {
     const char* base = std::getenv("ROLLSAFE_TEST_PG");
     ASSERT_TRUE(base && *base)
         << "ROLLSAFE_TEST_PG is not set: run eval \"$(scripts/services.sh start)\" "
            "(scripts/test.sh does)";
     const std::string url = base;
-    const std::string schema = "ledger_" + std::to_string(::getpid());
+    const std::string schema = tag + "_" + std::to_string(::getpid());
     ASSERT_TRUE(Psql(url, "SET client_min_messages = warning; DROP SCHEMA IF EXISTS " + schema +
                               " CASCADE; CREATE SCHEMA " + schema));
     RunLedgerScenario(url + (url.find('?') == std::string::npos ? "?" : "&") +
-                      "options=-csearch_path%3D" + schema);
+                          "options=-csearch_path%3D" + schema,
+                      lock_args);
     Psql(url, "SET client_min_messages = warning; DROP SCHEMA IF EXISTS " + schema + " CASCADE");
+}
+
+// Entries of one account ordered by PostgreSQL's transaction-scoped advisory lock.
+TEST(Journal, LedgerOnThreeReplicasOnPostgresWithOneKilledAddsUpExactlyOnce) {
+    RunOnPostgres("ledger_pglock", {"--lock", "postgres"});
+}
+
+// Entries of one account ordered by the Redis lock, every write fenced by its token. The killed
+// replica may die holding a lock: the others wait for its TTL (2 s here, under the clients'
+// 5 s attempt timeout).
+TEST(Journal, LedgerOnThreeReplicasOnPostgresWithTheRedisLockAndOneKilledAddsUpExactlyOnce) {
+    const char* redis = std::getenv("ROLLSAFE_TEST_REDIS");
+    ASSERT_TRUE(redis && *redis)
+        << "ROLLSAFE_TEST_REDIS is not set: run eval \"$(scripts/services.sh start)\" "
+           "(scripts/test.sh does)";
+    RunOnPostgres("ledger_redislock", {"--lock", std::string(redis) + "/2", "--lock-ttl", "2s"});
 }
 
 }  // namespace

@@ -158,9 +158,9 @@ class FailingTx final : public store::Tx {
         count_.Step("AllResources");
         return real_.AllResources();
     }
-    bool AppendEntry(store::LedgerEntry& entry) override {
+    bool AppendEntry(store::LedgerEntry& entry, std::int64_t fence) override {
         count_.Step("AppendEntry");
-        return real_.AppendEntry(entry);
+        return real_.AppendEntry(entry, fence);
     }
     std::optional<std::pair<std::int64_t, std::vector<store::LedgerEntry>>> GetAccount(
         const std::string& account) override {

@@ -125,7 +125,7 @@ TEST(AuditCommand, CleanStoreExits0AndDuplicateResourceExits1) {
             e.idempotency_key = "pay-1";
             e.principal = "alice";
             e.created_at = "2023-11-14T22:13:20.000Z";
-            if (!tx.AppendEntry(e)) throw std::runtime_error("append failed");
+            if (!tx.AppendEntry(e, 0)) throw std::runtime_error("append failed");
             return store::Status::Ok();
         }));
         st->Shutdown();

@@ -3,6 +3,7 @@
 #include <unistd.h>
 #include <cctype>
 
+#include <atomic>
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
@@ -12,6 +13,7 @@
 #include "cli_duration.hpp"
 #include "rollsafe/http/server.hpp"
 #include "rollsafe/lifecycle/lifecycle.hpp"
+#include "rollsafe/lock/lock.hpp"
 #include "rollsafe/metrics/registry.hpp"
 #include "rollsafe/store/store.hpp"
 #include "rollsafe/util/duration.hpp"
@@ -38,6 +40,9 @@ struct Flags {
     std::int64_t max_work_ms = 600'000;
     std::string sync = "full";
     int pg_pool = 8;
+    int pg_batch = 32;
+    std::string lock;  // "": postgres with a PostgreSQL store, local with SQLite
+    std::string lock_ttl = "5s";
     std::string lease = "10s";
     std::string recovery_interval = "2s";
     std::string retention = "24h";
@@ -67,11 +72,41 @@ int Run(const Flags& f) {
     so.access_log = !f.no_access_log;
     so.replica_name = f.name.empty() ? HostName() : f.name;
 
+    // --lock: which mechanism orders the ledger entries of one account across replicas.
+    const bool pg_store =
+        f.store.starts_with("postgres://") || f.store.starts_with("postgresql://");
+    const std::string lock_mode =
+        f.lock.empty() ? (pg_store ? "postgres" : "local") : f.lock.substr(0, f.lock.find(':'));
+    if (lock_mode == "postgres" && !pg_store) {
+        std::cerr << "rollsafe serve: --lock postgres needs a PostgreSQL store (--store "
+                     "postgres://...); with SQLite use --lock local or --lock redis://...\n";
+        return 2;
+    }
+    if (lock_mode == "local" && pg_store) {
+        std::cerr << "rollsafe serve: --lock local orders entries within one process only; "
+                     "replicas sharing PostgreSQL need --lock postgres (the default) or --lock "
+                     "redis://HOST:PORT\n";
+        return 2;
+    }
+    std::unique_ptr<lock::LockService> account_lock;
+    if (lock_mode == "redis") {
+        try {
+            account_lock = lock::OpenRedisLock(f.lock);
+        } catch (const std::invalid_argument& e) {
+            std::cerr << "rollsafe serve: --lock: " << e.what() << "\n";
+            return 2;
+        } catch (const std::exception& e) {
+            std::cerr << "rollsafe serve: cannot reach the lock service: " << e.what() << "\n";
+            return 1;
+        }
+    }
+
     std::unique_ptr<store::Store> st;
     try {
         store::Durability d;
         d.synchronous = f.sync;
         d.pg_pool = f.pg_pool;
+        d.pg_batch = f.pg_batch;
         st = store::OpenStore(f.store, d);
     } catch (const std::exception& e) {
         std::cerr << "rollsafe serve: cannot open store: " << e.what() << "\n";
@@ -84,14 +119,28 @@ int Run(const Flags& f) {
     OperationEnv env{*st, util::SystemClock::Instance(), util::SystemRandom(), {}, 1, 0, {}};
     env.lease = Dur(f.lease);
     env.max_work_ms = f.max_work_ms;
+    env.account_lock = account_lock.get();
+    env.lock_ttl = Dur(f.lock_ttl);
+    env.metrics = &registry;
     // Fault injection for the crash tests: die right after a recovery point is committed.
-    if (const char* crash = std::getenv("ROLLSAFE_TEST_CRASH_AFTER"); crash && *crash) {
-        env.after_commit = [point = std::string(crash)](const std::string& p) {
-            if (p == point) {
-                util::LogEvent("test_crash", {{"after", p}});
-                std::raise(SIGKILL);
-            }
-        };
+    // Pause injection for the fencing test: stop (SIGSTOP) the first time a point is reached,
+    // as a long GC pause or a frozen VM would, and carry on when continued.
+    const char* crash = std::getenv("ROLLSAFE_TEST_CRASH_AFTER");
+    const char* pause = std::getenv("ROLLSAFE_TEST_STOP_AFTER");
+    if ((crash && *crash) || (pause && *pause)) {
+        env.after_commit =
+            [crash_at = std::string(crash ? crash : ""), stop_at = std::string(pause ? pause : ""),
+             stopped = std::make_shared<std::atomic<bool>>(false)](const std::string& p) {
+                if (p == crash_at) {
+                    util::LogEvent("test_crash", {{"after", p}});
+                    std::raise(SIGKILL);
+                }
+                if (p == stop_at && !stopped->exchange(true)) {
+                    util::LogEvent("test_stop", {{"after", p}});
+                    std::raise(SIGSTOP);
+                    util::LogEvent("test_continued", {{"after", p}});
+                }
+            };
     }
     http::Router api;
     AddResourceRoutes(api, env);
@@ -122,6 +171,7 @@ int Run(const Flags& f) {
          {"pid", ::getpid()},
          {"replica", so.replica_name},
          {"store", f.store},
+         {"lock", lock_mode},
          {"threads",
           so.threads > 0 ? so.threads : static_cast<int>(std::thread::hardware_concurrency())},
          {"drain_delay_ms", Dur(f.drain_delay).count()},
@@ -132,6 +182,7 @@ int Run(const Flags& f) {
     // their frames are destroyed.
     st->Shutdown();
     server.reset();
+    if (account_lock) account_lock->Shutdown();
     util::LogEvent("exit", {{"code", 0}});
     return 0;
 }
@@ -154,6 +205,33 @@ void AddServeCommand(CLI::App& app, std::function<int()>* run) {
     cmd->add_option("--pg-pool", flags->pg_pool,
                     "PostgreSQL store: connections (one worker thread each)")
         ->check(CLI::Range(1, 1000))
+        ->capture_default_str();
+    cmd->add_option("--pg-batch", flags->pg_batch,
+                    "PostgreSQL store: most queued writes one worker commits together (each in "
+                    "its own savepoint; 1: a transaction per write)")
+        ->check(CLI::Range(1, 64))
+        ->capture_default_str();
+    cmd->add_option("--lock", flags->lock,
+                    "How entries of one account are ordered across replicas: postgres "
+                    "(advisory lock; default with PostgreSQL), redis://HOST:PORT (lock with "
+                    "fencing tokens the store checks), local (one process; default with SQLite)")
+        ->check(CLI::Validator(
+            [](std::string& v) -> std::string {
+                if (v == "local" || v == "postgres" || v.starts_with("redis://"))
+                    return std::string();
+                return "--lock must be local, postgres or redis://HOST:PORT, not '" + v + "'";
+            },
+            "local|postgres|redis://HOST:PORT"));
+    cmd->add_option("--lock-ttl", flags->lock_ttl,
+                    "--lock redis: expiry of an account lock (a crashed holder's lock frees "
+                    "after it)")
+        ->check(dur)
+        ->check(CLI::Validator(
+            [](std::string& v) -> std::string {
+                return util::ParseDuration(v)->count() >= 100 ? std::string()
+                                                              : "--lock-ttl must be at least 100ms";
+            },
+            "DURATION>=100ms"))
         ->capture_default_str();
     cmd->add_option("--threads", flags->threads, "I/O threads (0: one per core)")
         ->check(CLI::Range(0, 1024))

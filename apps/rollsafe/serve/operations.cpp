@@ -6,6 +6,7 @@
 
 #include "rollsafe/http/router.hpp"
 #include "rollsafe/journal/journal.hpp"
+#include "rollsafe/util/log.hpp"
 #include "serve/resources.hpp"
 
 namespace rollsafe::serve {
@@ -101,7 +102,7 @@ std::string ReplicaOf(const store::Operation& op) { return op.owner.substr(0, op
 
 /// The last phase: the operation's effect and the row's completion, in one transaction.
 Response Finalize(store::Tx& tx, OperationEnv& env, const Plan& plan, const store::Operation& op,
-                  const json::object& state) {
+                  const json::object& state, std::int64_t fence) {
     const std::int64_t now = util::UnixMillis(env.clock);
     auto str = [&](std::string_view k) -> std::string {
         const auto* v = state.if_contains(k);
@@ -126,7 +127,7 @@ Response Finalize(store::Tx& tx, OperationEnv& env, const Plan& plan, const stor
         e.idempotency_key = op.key;
         e.principal = op.principal;
         e.created_at = created_at;
-        if (!tx.AppendEntry(e)) {
+        if (!tx.AppendEntry(e, fence)) {
             res = Response::Problem(
                 422, "the entry would overflow the balance of account '" + plan.account + "'");
         } else {
@@ -144,6 +145,126 @@ Response Finalize(store::Tx& tx, OperationEnv& env, const Plan& plan, const stor
         throw store::Error(store::ErrorKind::kConflict, "claim lost before completion");
     return res;
 }
+
+void CountLock(OperationEnv& env, const char* outcome) {
+    if (env.metrics) env.metrics->CountLockEvent(outcome);
+}
+
+/// Holds an account lock of OperationEnv::account_lock; released when destroyed.
+class FenceGuard {
+  public:
+    FenceGuard() = default;
+    FenceGuard(lock::LockService* service, std::string account, lock::Attempt granted,
+               util::Clock::Steady write_before)
+        : service_(service),
+          account_(std::move(account)),
+          token_(std::move(granted.token)),
+          fence_(granted.fence),
+          write_before_(write_before) {}
+    FenceGuard(FenceGuard&& o) noexcept { *this = std::move(o); }
+    FenceGuard& operator=(FenceGuard&& o) noexcept {
+        if (this != &o) {
+            Reset();
+            service_ = std::exchange(o.service_, nullptr);
+            account_ = std::move(o.account_);
+            token_ = std::move(o.token_);
+            fence_ = std::exchange(o.fence_, 0);
+            write_before_ = o.write_before_;
+        }
+        return *this;
+    }
+    ~FenceGuard() { Reset(); }
+
+    explicit operator bool() const { return service_ != nullptr; }
+    /// The fencing token to write with; 0 when no lock is held.
+    std::int64_t fence() const { return service_ ? fence_ : 0; }
+    /// True while it is still safe to start a write under the lock.
+    bool Fresh(util::Clock::Steady now) const { return service_ && now < write_before_; }
+    void Reset() {
+        // Fire and forget: a release that does not arrive only makes the next holder wait for
+        // the TTL; the compare-and-delete never frees a successor's lock.
+        if (service_) service_->Release(account_, token_, {});
+        service_ = nullptr;
+    }
+
+  private:
+    lock::LockService* service_ = nullptr;
+    std::string account_, token_;
+    std::int64_t fence_ = 0;
+    util::Clock::Steady write_before_{};
+};
+
+struct LockOutcome {
+    FenceGuard guard;
+    std::optional<Response> error;  ///< 503 + Retry-After when no lock was taken
+};
+
+/// Takes `account`'s lock from env.account_lock, polling while another replica holds it.
+boost::asio::awaitable<LockOutcome> TakeAccountLock(OperationEnv& env, const std::string& account,
+                                                    http::RequestContext& ctx) {
+    LockOutcome out;
+    auto unavailable = [&](std::string why) {
+        Response r = Response::Problem(503, std::move(why));
+        r.With("Retry-After", std::to_string(env.retry_after_seconds));
+        return r;
+    };
+    const auto give_up = env.clock.SteadyNow() + env.lock_ttl + std::chrono::seconds(1);
+    std::chrono::milliseconds backoff{2};
+    for (;;) {
+        // The lock's lifetime is counted from before the request: it may be granted at once.
+        const auto asked = env.clock.SteadyNow();
+        lock::Attempt a =
+            co_await http::AwaitCallback<lock::Attempt>([&](std::function<void(lock::Attempt)> cb) {
+                env.account_lock->TryAcquire(account, env.lock_ttl, std::move(cb));
+            });
+        if (a.result == lock::Attempt::Result::kAcquired) {
+            CountLock(env, "acquired");
+            out.guard =
+                FenceGuard(env.account_lock, account, std::move(a), asked + env.lock_ttl * 4 / 5);
+            if (env.after_commit) env.after_commit("locked");
+            co_return out;
+        }
+        if (a.result == lock::Attempt::Result::kUnavailable) {
+            CountLock(env, "unavailable");
+            util::LogEvent("lock_unavailable", {{"account", account}, {"error", a.error}});
+            out.error = unavailable("the lock service is unavailable (" + a.error +
+                                    "); nothing was stored");
+            co_return out;
+        }
+        if (env.clock.SteadyNow() >= give_up) {
+            CountLock(env, "busy");
+            out.error = unavailable("account '" + account +
+                                    "' stayed locked by another replica; nothing was stored");
+            co_return out;
+        }
+        if (!co_await ctx.Sleep(backoff)) {
+            out.error = unavailable(
+                "cancelled by the server's shutdown while waiting for the account's lock; "
+                "nothing was stored");
+            co_return out;
+        }
+        backoff = std::min(backoff * 2, std::chrono::milliseconds(50));
+    }
+}
+
+/// After the store refused a stale token: make the lock service's next token exceed what the
+/// store has seen (a no-op unless the service lost its counter).
+boost::asio::awaitable<void> RaiseFence(OperationEnv& env, const std::string& account,
+                                        std::int64_t highest) {
+    co_await http::AwaitCallback<bool>([&](std::function<void(bool)> cb) {
+        env.account_lock->RaiseFence(account, highest, std::move(cb));
+    });
+}
+
+void LogFenced(const std::string& account, const store::Operation& op, std::int64_t fence,
+               std::int64_t highest) {
+    util::LogEvent(
+        "lock_fenced",
+        {{"account", account}, {"key", op.key}, {"fence", fence}, {"highest_seen", highest}});
+}
+
+/// Fenced writes retried under a new lock before answering 503.
+constexpr int kFencedAttempts = 3;
 
 }  // namespace
 
@@ -332,22 +453,50 @@ boost::asio::awaitable<Response> RunOperation(OperationEnv& env, const store::Op
     }
     // finalize
     if (ctx.Cancelled()) co_return co_await cancelled();
-    Response res;
-    bool owned = true;
-    auto st = co_await Commit(env.store, [&](store::Tx& tx) {
-        try {
-            res = Finalize(tx, env, plan, op, state);
-        } catch (const store::Error& e) {
-            if (e.kind != store::ErrorKind::kConflict) throw;
-            owned = false;
-            return store::Status{store::ErrorKind::kConflict, e.what()};
+    FenceGuard guard;
+    for (int attempt = 1;; ++attempt) {
+        if (plan.kind == Plan::Kind::kEntry && env.account_lock &&
+            !guard.Fresh(env.clock.SteadyNow())) {
+            if (guard) CountLock(env, "expired");
+            guard.Reset();
+            auto got = co_await TakeAccountLock(env, plan.account, ctx);
+            if (got.error) {
+                // Hand the operation back at once: a retry elsewhere need not wait for the lease.
+                co_await release();
+                co_return *got.error;
+            }
+            guard = std::move(got.guard);
         }
-        return store::Status::Ok();
-    });
-    if (!owned) co_return lost();
-    if (!st.ok()) co_return failed(st);
-    hook("completed");
-    co_return res;
+        if (guard) hook("writing");
+        Response res;
+        bool owned = true;
+        std::int64_t highest = 0;
+        auto st = co_await Commit(env.store, [&](store::Tx& tx) {
+            try {
+                res = Finalize(tx, env, plan, op, state, guard.fence());
+            } catch (const store::FencedError& f) {
+                highest = f.highest;
+                throw;
+            } catch (const store::Error& e) {
+                if (e.kind != store::ErrorKind::kConflict) throw;
+                owned = false;
+                return store::Status{store::ErrorKind::kConflict, e.what()};
+            }
+            return store::Status::Ok();
+        });
+        if (st.kind == store::ErrorKind::kFenced) {
+            // Our lock expired and another holder wrote since: nothing of ours was written.
+            CountLock(env, "fenced");
+            LogFenced(plan.account, op, guard.fence(), highest);
+            co_await RaiseFence(env, plan.account, highest);
+            guard.Reset();
+            if (attempt < kFencedAttempts) continue;
+        }
+        if (!owned) co_return lost();
+        if (!st.ok()) co_return failed(st);
+        hook("completed");
+        co_return res;
+    }
 }
 
 boost::asio::awaitable<Response> HandleIdempotentPost(OperationEnv& env, Request& req,
@@ -370,6 +519,8 @@ boost::asio::awaitable<Response> HandleIdempotentPost(OperationEnv& env, Request
     // account's lock, held until its response is ready. A key the journal already knows (a
     // replay, a conflict, a takeover) is decided without waiting behind other entries.
     KeyGuard account_lock;
+    FenceGuard fence_guard;
+    bool wants_lock = false;
     if (plan.kind == Plan::Kind::kEntry) {
         const std::string principal = journal::PrincipalFor(req.Header("Authorization"));
         bool known = false;
@@ -397,6 +548,13 @@ boost::asio::awaitable<Response> HandleIdempotentPost(OperationEnv& env, Request
             r.With("Retry-After", std::to_string(env.retry_after_seconds));
             co_return r;
         }
+        // An entry with no work is claimed and written in one commit: under the account lock.
+        wants_lock = !known && plan.work_ms == 0 && env.account_lock;
+        if (wants_lock) {
+            auto got = co_await TakeAccountLock(env, plan.account, ctx);
+            if (got.error) co_return *got.error;
+            fence_guard = std::move(got.guard);
+        }
     }
 
     // Taken after any wait, so that the lease starts when the work can.
@@ -419,7 +577,8 @@ boost::asio::awaitable<Response> HandleIdempotentPost(OperationEnv& env, Request
     journal::ClaimResult claim;
     Response fast;
     bool fast_done = false;
-    auto st = co_await Commit(env.store, [&](store::Tx& tx) {
+    std::int64_t highest = 0;
+    auto claim_job = [&](store::Tx& tx) {
         // One point lookup first: a retry (the replay) is decided by it alone, without
         // building or attempting anything.
         if (auto existing = tx.GetOperation(fresh.principal, fresh.key)) {
@@ -452,15 +611,45 @@ boost::asio::awaitable<Response> HandleIdempotentPost(OperationEnv& env, Request
             }
         }
         claim = journal::Claim(tx, fresh, now);
-        // An operation with nothing to wait for claims, executes and completes in one commit.
-        if (claim.decision == journal::Decision::kExecute && plan.work_ms == 0) {
-            fast = Finalize(tx, env, plan, claim.op, {});
+        // An operation with nothing to wait for claims, executes and completes in one commit
+        // (an entry under --lock redis only with the lock; else RunOperation takes it).
+        if (claim.decision == journal::Decision::kExecute && plan.work_ms == 0 &&
+            (plan.kind != Plan::Kind::kEntry || !env.account_lock || fence_guard)) {
+            try {
+                fast = Finalize(tx, env, plan, claim.op, {}, fence_guard.fence());
+            } catch (const store::FencedError& f) {
+                highest = f.highest;
+                throw;
+            }
             fast_done = true;
         }
         return store::Status::Ok();
-    });
+    };
+    store::Status st;
+    for (int attempt = 1;; ++attempt) {
+        if (wants_lock && !fence_guard.Fresh(env.clock.SteadyNow())) {
+            // Held too long (a pause, a slow store) to write safely: take it again first.
+            if (fence_guard) CountLock(env, "expired");
+            fence_guard.Reset();
+            auto got = co_await TakeAccountLock(env, plan.account, ctx);
+            if (got.error) co_return *got.error;
+            fence_guard = std::move(got.guard);
+        }
+        if (fence_guard && env.after_commit) env.after_commit("writing");
+        claim = {};
+        fast_done = false;
+        st = co_await Commit(env.store, claim_job);
+        if (st.kind != store::ErrorKind::kFenced) break;
+        // The claim and the entry were rolled back together: take a new lock, then retry.
+        CountLock(env, "fenced");
+        LogFenced(plan.account, fresh, fence_guard.fence(), highest);
+        co_await RaiseFence(env, plan.account, highest);
+        fence_guard.Reset();
+        if (attempt >= kFencedAttempts) break;
+    }
     if (!st.ok()) {
-        if (st.kind == store::ErrorKind::kTransient || st.kind == store::ErrorKind::kInDoubt)
+        if (st.kind == store::ErrorKind::kTransient || st.kind == store::ErrorKind::kInDoubt ||
+            st.kind == store::ErrorKind::kFenced)
             throw ApiError(503, "store unavailable: " + st.message,
                            {{"Retry-After", std::to_string(env.retry_after_seconds)}});
         throw ApiError(500, "store error: " + st.message);
@@ -485,6 +674,8 @@ boost::asio::awaitable<Response> HandleIdempotentPost(OperationEnv& env, Request
             }
             [[fallthrough]];
         case journal::Decision::kResume:
+            // RunOperation takes the account lock itself for its last phase.
+            fence_guard.Reset();
             co_return co_await RunOperation(env, claim.op, ctx);
     }
     co_return Response::Problem(500, "unreachable");

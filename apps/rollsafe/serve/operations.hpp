@@ -17,6 +17,8 @@
 
 #include "rollsafe/http/context.hpp"
 #include "rollsafe/http/message.hpp"
+#include "rollsafe/lock/lock.hpp"
+#include "rollsafe/metrics/registry.hpp"
 #include "rollsafe/store/store.hpp"
 #include "rollsafe/util/clock.hpp"
 #include "rollsafe/util/random.hpp"
@@ -70,10 +72,23 @@ struct OperationEnv {
     int retry_after_seconds = 1;
     std::int64_t max_work_ms = 600'000;
     /// Test hook: called with "reserved", "worked" or "completed" right after that recovery
-    /// point is committed (the integration tests SIGKILL the process there). May be empty.
+    /// point is committed, with "locked" right after an account lock (`--lock redis`) is taken,
+    /// and with "writing" right before a write under that lock is sent to the store (the
+    /// integration tests SIGKILL or SIGSTOP the process there). May be empty.
     std::function<void(const std::string& point)> after_commit;
     /// Per-account order for ledger entries within this process.
     std::shared_ptr<KeyedLock> account_locks = std::make_shared<KeyedLock>();
+    /// `--lock redis`: a ledger entry is written while holding this service's lock on its
+    /// account, and carries the lock's fencing token into the store, which refuses a stale one
+    /// (the write is then retried under a new lock, at most 3 times). Null: the store orders
+    /// each account's writers itself (`--lock postgres`, or SQLite's single writer).
+    lock::LockService* account_lock = nullptr;
+    /// Expiry of an account lock. An entry waits at most this + 1 s for its account's lock
+    /// (then 503 + Retry-After), and does not write under a lock older than 4/5 of it (it takes
+    /// a new one first).
+    std::chrono::milliseconds lock_ttl{5000};
+    /// Where lock events are counted (may be null).
+    metrics::Registry* metrics = nullptr;
 };
 
 /// A validated request, parsed from the client's body or from the journal row on recovery.

@@ -36,12 +36,18 @@ class Registry {
         rejected_connections_.fetch_add(1, std::memory_order_relaxed);
     }
 
+    /// Counts one event of the account lock (`--lock redis`) by outcome: "acquired", "busy"
+    /// (gave up waiting), "unavailable" (the lock service did not answer), "expired" (held too
+    /// long to write safely: taken again) or "fenced" (the store refused a stale token).
+    void CountLockEvent(const std::string& outcome);
+
     /// Renders every metric in Prometheus text format 0.0.4.
     std::string RenderPrometheus() const;
 
   private:
     mutable std::mutex mu_;
     std::map<std::pair<std::string, int>, std::uint64_t> requests_;
+    std::map<std::string, std::uint64_t> lock_events_;
     std::array<std::uint64_t, kLatencyBuckets.size()> bucket_counts_{};
     std::uint64_t latency_count_ = 0;
     double latency_sum_ = 0;

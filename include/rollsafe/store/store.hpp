@@ -25,6 +25,8 @@ enum class ErrorKind {
     kConflict,   ///< a unique constraint decided against us: do not retry as is
     kTransient,  ///< the store is busy or unreachable: retry later (503 + Retry-After)
     kInDoubt,    ///< the commit may or may not have happened: re-read before deciding
+    kFenced,     ///< written under a lock that was lost (a newer fencing token was seen):
+                 ///< nothing was written; take the lock again, then retry
     kPermanent,  ///< a bug or corrupt data: 500, do not retry
 };
 
@@ -88,6 +90,19 @@ struct Error : std::runtime_error {
     ErrorKind kind;
 };
 
+/// Thrown by Tx::AppendEntry when the write carries a fencing token lower than the highest the
+/// store has seen for that account: the writer's lock expired and somebody else has written
+/// under a newer one since. Nothing was written.
+struct FencedError : Error {
+    FencedError(const std::string& account, std::int64_t token, std::int64_t highest_seen)
+        : Error(ErrorKind::kFenced, "fencing token " + std::to_string(token) + " for account '" +
+                                        account + "' is stale: the store has seen " +
+                                        std::to_string(highest_seen)),
+          highest(highest_seen) {}
+    std::int64_t highest;  ///< the account's highest token so far (a lock service that lost
+                           ///< its counter restarts above it)
+};
+
 /// The statements a job may run inside its transaction. Methods throw store::Error on failure.
 /// A Tx is valid only during the job it was passed to, on the store's thread.
 class Tx {
@@ -136,7 +151,14 @@ class Tx {
     /// Appends `entry` to its account (created at balance 0 if new), filling in the next seq
     /// (1, 2, …; no gaps) and the new balance. Returns false, writing nothing, when the
     /// balance would overflow int64.
-    virtual bool AppendEntry(LedgerEntry& entry) = 0;
+    ///
+    /// `fence` is the fencing token of the lock the caller holds on the account (`--lock
+    /// redis`), or 0 when the store itself orders the account's writers (`--lock postgres`:
+    /// a transaction-scoped advisory lock; SQLite: its single writer). A token lower than the
+    /// highest the store has seen for the account throws FencedError, writing nothing; an
+    /// accepted one becomes the new highest. Tokens only ever rise, so a lock holder that was
+    /// paused past its lock's expiry cannot write after its successor has.
+    virtual bool AppendEntry(LedgerEntry& entry, std::int64_t fence) = 0;
     /// Balance and entries in seq order; nullopt for an account never written.
     virtual std::optional<std::pair<std::int64_t, std::vector<LedgerEntry>>> GetAccount(
         const std::string& account) = 0;
@@ -165,6 +187,11 @@ struct Durability {
     /// PostgreSQL store only (`--pg-pool`): worker threads, each owning one connection; a
     /// job holds one connection for its whole transaction.
     int pg_pool = 8;
+    /// PostgreSQL store only (`--pg-batch`, 1..64): most queued writes a worker runs in one
+    /// transaction, each in its own savepoint, with one commit for all (1: a transaction per
+    /// write). At most 64 keeps each transaction's subtransactions in PostgreSQL's per-backend
+    /// cache, so other sessions' snapshots never overflow it.
+    int pg_batch = 32;
 };
 
 /// Storage for the reference API. Implementations are thread-safe.

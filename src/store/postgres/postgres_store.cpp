@@ -6,6 +6,7 @@
 
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
@@ -18,7 +19,8 @@
 namespace rollsafe::store {
 namespace {
 
-constexpr int kSchemaVersion = 1;
+// 1: journal, resources, ledger. 2: accounts.fence (the highest fencing token seen).
+constexpr int kSchemaVersion = 2;
 /// Serialization failures and deadlocks re-run the job this many times before kTransient.
 constexpr int kMaxAttempts = 4;
 /// Advisory lock class ids (two-key form): one for migrations, one per ledger account.
@@ -282,27 +284,49 @@ class PgTx final : public Tx {
         return out;
     }
 
-    bool AppendEntry(LedgerEntry& e) override {
-        // Entries of one account apply one at a time across every replica: the lock is held to
-        // the end of this transaction, and under READ COMMITTED the next statement sees the
-        // last committed seq, so seq stays gap-free and unique.
-        Q("SELECT pg_advisory_xact_lock(72002, hashtext($1))", {e.account});
-        std::int64_t balance = 0, last_seq = 0;
-        {
-            auto r = Q("SELECT balance, last_seq FROM accounts WHERE account = $1", {e.account});
+    bool AppendEntry(LedgerEntry& e, std::int64_t fence) override {
+        std::int64_t balance = 0, last_seq = 0, highest = 0;
+        if (fence == 0) {
+            // Entries of one account apply one at a time across every replica: the lock is
+            // held to the end of this transaction, and under READ COMMITTED the next statement
+            // sees the last committed seq, so seq stays gap-free and unique.
+            Q("SELECT pg_advisory_xact_lock(72002, hashtext($1))", {e.account});
+            auto r =
+                Q("SELECT balance, last_seq, fence FROM accounts WHERE account = $1", {e.account});
             if (PQntuples(r.get()) > 0) {
                 balance = Int(r.get(), 0, 0);
                 last_seq = Int(r.get(), 0, 1);
+                highest = Int(r.get(), 0, 2);
             }
+        } else {
+            // The fenced write is the account's serialisation point: the UPDATE row-locks the
+            // account until commit, and READ COMMITTED re-checks `fence <= $2` against the
+            // latest committed version, so a writer that waited behind a newer token's commit
+            // is refused instead of writing over it. The row must exist to be locked.
+            Q("INSERT INTO accounts(account, balance, last_seq, fence) VALUES ($1, 0, 0, 0)"
+              " ON CONFLICT (account) DO NOTHING",
+              {e.account});
+            auto r =
+                Q("UPDATE accounts SET fence = $2 WHERE account = $1 AND fence <= $2"
+                  " RETURNING balance, last_seq",
+                  {e.account, N(fence)});
+            if (PQntuples(r.get()) == 0) {
+                auto f = Q("SELECT fence FROM accounts WHERE account = $1", {e.account});
+                throw FencedError(e.account, fence, PQntuples(f.get()) ? Int(f.get(), 0, 0) : 0);
+            }
+            balance = Int(r.get(), 0, 0);
+            last_seq = Int(r.get(), 0, 1);
+            highest = fence;
         }
+        if (fence > 0 && fence < highest) throw FencedError(e.account, fence, highest);
         std::int64_t next = 0;
         if (__builtin_add_overflow(balance, e.amount, &next)) return false;
         e.balance = next;
         e.seq = last_seq + 1;
-        Q("INSERT INTO accounts(account, balance, last_seq) VALUES ($1, $2, $3)"
+        Q("INSERT INTO accounts(account, balance, last_seq, fence) VALUES ($1, $2, $3, $4)"
           " ON CONFLICT (account) DO UPDATE SET balance = excluded.balance,"
-          " last_seq = excluded.last_seq",
-          {e.account, N(e.balance), N(e.seq)});
+          " last_seq = excluded.last_seq, fence = excluded.fence",
+          {e.account, N(e.balance), N(e.seq), N(std::max(fence, highest))});
         Q("INSERT INTO entries(account, seq, entry_id, amount, balance, memo, idempotency_key,"
           " principal, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
           {e.account, N(e.seq), e.entry_id, N(e.amount), N(e.balance), e.memo, e.idempotency_key,
@@ -409,6 +433,9 @@ void Migrate(PGconn* c) {
                  " amount BIGINT NOT NULL, balance BIGINT NOT NULL, memo TEXT NOT NULL,"
                  " idempotency_key TEXT NOT NULL, principal TEXT NOT NULL,"
                  " created_at TEXT NOT NULL, PRIMARY KEY (account, seq))");
+        }
+        if (version < 2) Exec(c, "ALTER TABLE accounts ADD COLUMN fence BIGINT NOT NULL DEFAULT 0");
+        if (version < kSchemaVersion) {
             Exec(c, "DELETE FROM rollsafe_schema");
             Run(c, "INSERT INTO rollsafe_schema(version) VALUES ($1)", {N(kSchemaVersion)},
                 nullptr);

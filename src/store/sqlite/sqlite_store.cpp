@@ -1,5 +1,6 @@
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -15,7 +16,8 @@
 namespace rollsafe::store {
 namespace {
 
-constexpr int kSchemaVersion = 1;
+// 1: journal, resources, ledger. 2: accounts.fence (the highest fencing token seen).
+constexpr int kSchemaVersion = 2;
 /// How long a connection waits for another's lock: 20,000 polls of 250 us = 5 s.
 constexpr int kBusyTries = 20'000;
 
@@ -354,30 +356,33 @@ class SqliteTx final : public Tx {
         return out;
     }
 
-    bool AppendEntry(LedgerEntry& e) override {
-        std::int64_t balance = 0, last_seq = 0;
+    bool AppendEntry(LedgerEntry& e, std::int64_t fence) override {
+        std::int64_t balance = 0, last_seq = 0, highest = 0;
         {
             sqlite3_stmt* s =
-                c_.Prepare("SELECT balance, last_seq FROM accounts WHERE account = ?1");
+                c_.Prepare("SELECT balance, last_seq, fence FROM accounts WHERE account = ?1");
             Bind(s, 1, e.account);
             if (Step(s)) {
                 balance = sqlite3_column_int64(s, 0);
                 last_seq = sqlite3_column_int64(s, 1);
+                highest = sqlite3_column_int64(s, 2);
             }
             sqlite3_reset(s);
         }
+        if (fence > 0 && fence < highest) throw FencedError(e.account, fence, highest);
         std::int64_t next = 0;
         if (__builtin_add_overflow(balance, e.amount, &next)) return false;
         e.balance = next;
         e.seq = last_seq + 1;
         {
             sqlite3_stmt* s = c_.Prepare(
-                "INSERT INTO accounts(account, balance, last_seq) VALUES (?1, ?2, ?3)"
+                "INSERT INTO accounts(account, balance, last_seq, fence) VALUES (?1, ?2, ?3, ?4)"
                 " ON CONFLICT(account) DO UPDATE SET balance = excluded.balance,"
-                " last_seq = excluded.last_seq");
+                " last_seq = excluded.last_seq, fence = excluded.fence");
             Bind(s, 1, e.account);
             sqlite3_bind_int64(s, 2, e.balance);
             sqlite3_bind_int64(s, 3, e.seq);
+            sqlite3_bind_int64(s, 4, std::max(fence, highest));
             Change(s);
         }
         sqlite3_stmt* s = c_.Prepare(
@@ -541,6 +546,7 @@ void Migrate(Connection& c) {
                 " idempotency_key TEXT NOT NULL, principal TEXT NOT NULL, created_at TEXT NOT NULL,"
                 " PRIMARY KEY (account, seq))");
         }
+        if (version < 2) c.Exec("ALTER TABLE accounts ADD COLUMN fence INTEGER NOT NULL DEFAULT 0");
         c.Exec("PRAGMA user_version=" + std::to_string(kSchemaVersion));
         c.Exec("COMMIT");
     } catch (...) {

@@ -39,6 +39,9 @@ void PrintTo(ErrorKind k, std::ostream* os) {
         case ErrorKind::kInDoubt:
             *os << "kInDoubt";
             return;
+        case ErrorKind::kFenced:
+            *os << "kFenced";
+            return;
         case ErrorKind::kPermanent:
             *os << "kPermanent";
             return;

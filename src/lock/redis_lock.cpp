@@ -1,0 +1,354 @@
+// Redis lock service over hiredis' blocking API on a small pool of threads, like the
+// PostgreSQL store: the event loops never wait on Redis.
+#include <hiredis/hiredis.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "rollsafe/lock/lock.hpp"
+
+namespace rollsafe::lock {
+namespace {
+
+// SET NX PX and INCR in one script: a token is only ever issued together with the lock, and
+// two grants of one name can never get the same or a lower token.
+constexpr const char* kAcquire =
+    "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then "
+    "return redis.call('INCR', KEYS[2]) end return 0";
+// Compare-and-delete: a holder whose lock expired must not delete its successor's.
+constexpr const char* kRelease =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
+    "return 0";
+constexpr const char* kRaise =
+    "if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then "
+    "redis.call('SET', KEYS[1], ARGV[1]) return 1 end return 0";
+
+struct Endpoint {
+    std::string host;
+    int port = 6379;
+    int db = 0;
+    std::string password;
+};
+
+Endpoint ParseUrl(const std::string& url) {
+    constexpr std::string_view kScheme = "redis://";
+    if (!url.starts_with(kScheme))
+        throw std::invalid_argument("lock URL must start with redis://, not '" + url + "'");
+    std::string rest = url.substr(kScheme.size());
+    Endpoint ep;
+    if (auto at = rest.rfind('@'); at != std::string::npos) {
+        std::string auth = rest.substr(0, at);
+        rest = rest.substr(at + 1);
+        const auto colon = auth.find(':');
+        ep.password = colon == std::string::npos ? auth : auth.substr(colon + 1);
+    }
+    if (auto slash = rest.find('/'); slash != std::string::npos) {
+        const std::string db = rest.substr(slash + 1);
+        rest = rest.substr(0, slash);
+        if (!db.empty()) {
+            if (db.size() > 2 || db.find_first_not_of("0123456789") != std::string::npos)
+                throw std::invalid_argument("redis URL database must be a number 0-99, not '" + db +
+                                            "'");
+            ep.db = std::stoi(db);
+        }
+    }
+    std::string port;
+    if (rest.starts_with("[")) {
+        const auto close = rest.find(']');
+        if (close == std::string::npos)
+            throw std::invalid_argument("redis URL has an unclosed '[' in '" + url + "'");
+        ep.host = rest.substr(1, close - 1);
+        if (close + 1 < rest.size()) {
+            if (rest[close + 1] != ':')
+                throw std::invalid_argument("redis URL: expected ':' after ']' in '" + url + "'");
+            port = rest.substr(close + 2);
+        }
+    } else if (auto colon = rest.rfind(':'); colon != std::string::npos) {
+        ep.host = rest.substr(0, colon);
+        port = rest.substr(colon + 1);
+    } else {
+        ep.host = rest;
+    }
+    if (ep.host.empty()) throw std::invalid_argument("redis URL has no host: '" + url + "'");
+    if (!port.empty()) {
+        if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+            std::stoi(port) < 1 || std::stoi(port) > 65535)
+            throw std::invalid_argument("redis URL port must be 1-65535, not '" + port + "'");
+        ep.port = std::stoi(port);
+    }
+    return ep;
+}
+
+timeval ToTimeval(std::chrono::milliseconds d) {
+    return {static_cast<time_t>(d.count() / 1000),
+            static_cast<suseconds_t>(d.count() % 1000 * 1000)};
+}
+
+struct ReplyDeleter {
+    void operator()(redisReply* r) const { freeReplyObject(r); }
+};
+using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
+
+/// One connection, reopened on the next command after any failure.
+class Conn {
+  public:
+    Conn(const Endpoint& ep, const RedisOptions& o) : ep_(ep), o_(o) {}
+    ~Conn() { Close(); }
+    Conn(const Conn&) = delete;
+    Conn& operator=(const Conn&) = delete;
+
+    /// Runs one command; nullopt (and `why`) when Redis did not answer or answered an error.
+    /// A pooled connection that turns out dead (Redis restarted since its last use) is
+    /// replaced and the command sent once more: every command here may safely run twice (a
+    /// lock taken twice only delays the next holder by its TTL).
+    std::optional<Reply> Command(const std::vector<std::string>& argv, std::string* why) {
+        const bool reused = c_ != nullptr;
+        auto r = Once(argv, why);
+        if (!r && reused && !c_) r = Once(argv, why);
+        return r;
+    }
+
+  private:
+    std::optional<Reply> Once(const std::vector<std::string>& argv, std::string* why) {
+        if (!Ensure(why)) return std::nullopt;
+        std::vector<const char*> a;
+        std::vector<size_t> len;
+        for (const auto& s : argv) {
+            a.push_back(s.data());
+            len.push_back(s.size());
+        }
+        Reply r(static_cast<redisReply*>(
+            redisCommandArgv(c_, static_cast<int>(a.size()), a.data(), len.data())));
+        if (!r) {
+            *why = std::string("redis: ") + (c_->errstr[0] ? c_->errstr : "no reply");
+            Close();  // a timed-out connection may still deliver the late reply: never reuse it
+            return std::nullopt;
+        }
+        if (r->type == REDIS_REPLY_ERROR) {
+            *why = "redis: " + std::string(r->str, r->len);
+            return std::nullopt;
+        }
+        return r;
+    }
+
+    bool Ensure(std::string* why) {
+        if (c_) return true;
+        const timeval ct = ToTimeval(o_.connect_timeout);
+        c_ = redisConnectWithTimeout(ep_.host.c_str(), ep_.port, ct);
+        if (!c_ || c_->err) {
+            *why = "cannot connect to redis " + ep_.host + ":" + std::to_string(ep_.port) + ": " +
+                   (c_ ? c_->errstr : "out of memory");
+            Close();
+            return false;
+        }
+        const timeval cmd = ToTimeval(o_.command_timeout);
+        redisSetTimeout(c_, cmd);
+        auto setup = [&](std::vector<std::string> argv) {
+            std::vector<const char*> a;
+            std::vector<size_t> len;
+            for (const auto& s : argv) {
+                a.push_back(s.data());
+                len.push_back(s.size());
+            }
+            Reply r(static_cast<redisReply*>(
+                redisCommandArgv(c_, static_cast<int>(a.size()), a.data(), len.data())));
+            if (!r || r->type == REDIS_REPLY_ERROR) {
+                *why = "redis " + argv[0] +
+                       " failed: " + (r ? std::string(r->str, r->len) : std::string(c_->errstr));
+                return false;
+            }
+            return true;
+        };
+        if ((!ep_.password.empty() && !setup({"AUTH", ep_.password})) ||
+            (ep_.db != 0 && !setup({"SELECT", std::to_string(ep_.db)}))) {
+            Close();
+            return false;
+        }
+        return true;
+    }
+    void Close() {
+        if (c_) redisFree(c_);
+        c_ = nullptr;
+    }
+
+    Endpoint ep_;
+    RedisOptions o_;
+    redisContext* c_ = nullptr;
+};
+
+class RedisLock final : public LockService {
+  public:
+    RedisLock(const std::string& url, RedisOptions o) : ep_(ParseUrl(url)), o_(std::move(o)) {
+        if (o_.connections < 1 || o_.connections > 64)
+            throw std::invalid_argument("redis lock connections must be 1-64");
+        for (int i = 0; i < o_.connections; ++i) conns_.push_back(std::make_unique<Conn>(ep_, o_));
+        std::string why;
+        auto pong = conns_[0]->Command({"PING"}, &why);
+        if (!pong) throw std::runtime_error(why);
+        std::random_device rd;
+        seed_ = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+        for (auto& c : conns_) threads_.emplace_back([this, conn = c.get()] { Loop(*conn); });
+    }
+    ~RedisLock() override { Shutdown(); }
+
+    void TryAcquire(const std::string& name, std::chrono::milliseconds ttl,
+                    std::function<void(Attempt)> done) override {
+        const std::string token = NewToken();
+        Submit(
+            [this, name, ttl, token, done](Conn& c) {
+                std::string why;
+                auto r = c.Command({"EVAL", kAcquire, "2", LockKey(name), FenceKey(name), token,
+                                    std::to_string(std::max<std::int64_t>(1, ttl.count()))},
+                                   &why);
+                Attempt a;
+                if (!r || (*r)->type != REDIS_REPLY_INTEGER) {
+                    a.error = r ? "redis: unexpected reply to the lock script" : why;
+                    Up(false);
+                } else {
+                    Up(true);
+                    if ((*r)->integer > 0) {
+                        a.result = Attempt::Result::kAcquired;
+                        a.fence = (*r)->integer;
+                        a.token = token;
+                    } else {
+                        a.result = Attempt::Result::kBusy;
+                    }
+                }
+                done(std::move(a));
+            },
+            [done] {
+                Attempt a;
+                a.error = "the lock service is shut down";
+                done(std::move(a));
+            });
+    }
+
+    void Release(const std::string& name, const std::string& token,
+                 std::function<void(bool)> done) override {
+        Submit(
+            [this, name, token, done](Conn& c) {
+                std::string why;
+                auto r = c.Command({"EVAL", kRelease, "1", LockKey(name), token}, &why);
+                Up(r.has_value());
+                if (done) done(r && (*r)->type == REDIS_REPLY_INTEGER && (*r)->integer == 1);
+            },
+            [done] {
+                if (done) done(false);
+            });
+    }
+
+    void RaiseFence(const std::string& name, std::int64_t highest,
+                    std::function<void(bool)> done) override {
+        Submit(
+            [this, name, highest, done](Conn& c) {
+                std::string why;
+                auto r =
+                    c.Command({"EVAL", kRaise, "1", FenceKey(name), std::to_string(highest)}, &why);
+                Up(r.has_value());
+                if (done) done(r.has_value());
+            },
+            [done] {
+                if (done) done(false);
+            });
+    }
+
+    bool Healthy() const override { return up_.load(std::memory_order_relaxed); }
+
+    void Shutdown() override {
+        std::call_once(stopped_, [this] {
+            {
+                std::lock_guard lock(mu_);
+                stopping_ = true;
+            }
+            cv_.notify_all();
+            for (auto& t : threads_)
+                if (t.joinable()) t.join();
+            conns_.clear();
+        });
+    }
+
+  private:
+    struct Item {
+        std::function<void(Conn&)> run;
+        std::function<void()> refuse;
+    };
+
+    std::string LockKey(const std::string& name) const { return o_.key_prefix + "lock:" + name; }
+    std::string FenceKey(const std::string& name) const { return o_.key_prefix + "fence:" + name; }
+    void Up(bool up) { up_.store(up, std::memory_order_relaxed); }
+
+    std::string NewToken() {
+        // Unique per grant: the release must only ever match the grant it belongs to.
+        const std::uint64_t n = counter_.fetch_add(1, std::memory_order_relaxed);
+        std::mt19937_64 g(seed_ ^ (n * 0x9e3779b97f4a7c15ULL));
+        char buf[40];
+        std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(g()),
+                      static_cast<unsigned long long>(n));
+        return buf;
+    }
+
+    void Submit(std::function<void(Conn&)> run, std::function<void()> refuse) {
+        {
+            std::lock_guard lock(mu_);
+            if (!stopping_) {
+                queue_.push_back({std::move(run), std::move(refuse)});
+                cv_.notify_one();
+                return;
+            }
+        }
+        refuse();
+    }
+
+    void Loop(Conn& conn) {
+        for (;;) {
+            Item item;
+            {
+                std::unique_lock lock(mu_);
+                cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+                if (stopping_) break;
+                item = std::move(queue_.front());
+                queue_.pop_front();
+            }
+            item.run(conn);
+        }
+        // Stopping: whatever is still queued is refused, not run against a closing pool.
+        for (;;) {
+            Item item;
+            {
+                std::lock_guard lock(mu_);
+                if (queue_.empty()) return;
+                item = std::move(queue_.front());
+                queue_.pop_front();
+            }
+            item.refuse();
+        }
+    }
+
+    Endpoint ep_;
+    RedisOptions o_;
+    std::vector<std::unique_ptr<Conn>> conns_;
+    std::vector<std::thread> threads_;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<Item> queue_;
+    bool stopping_ = false;
+    std::once_flag stopped_;
+    std::atomic<bool> up_{true};
+    std::uint64_t seed_ = 0;
+    std::atomic<std::uint64_t> counter_{0};
+};
+
+}  // namespace
+
+std::unique_ptr<LockService> OpenRedisLock(const std::string& url, RedisOptions options) {
+    return std::make_unique<RedisLock>(url, std::move(options));
+}
+
+}  // namespace rollsafe::lock

@@ -1,0 +1,208 @@
+// The Redis lock service against a real redis-server: the shared one in ROLLSAFE_TEST_REDIS
+// (scripts/services.sh starts it; scripts/test.sh exports it), and for the outage case one
+// this test starts and kills itself. Every test uses its own key prefix.
+#include <signal.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <future>
+#include <string>
+#include <thread>
+
+#include "rollsafe/lock/lock.hpp"
+#include "testing/temp_dir.hpp"
+
+namespace rollsafe::lock {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string RedisUrl() {
+    const char* u = std::getenv("ROLLSAFE_TEST_REDIS");
+    return u && *u ? u : "";
+}
+
+RedisOptions Prefixed() {
+    static std::atomic<int> n{0};
+    RedisOptions o;
+    o.key_prefix = "test:" + std::to_string(::getpid()) + ":" + std::to_string(n++) + ":";
+    return o;
+}
+
+Attempt Acquire(LockService& l, const std::string& name, std::chrono::milliseconds ttl) {
+    std::promise<Attempt> p;
+    auto f = p.get_future();
+    l.TryAcquire(name, ttl, [&p](Attempt a) { p.set_value(std::move(a)); });
+    if (f.wait_for(10s) != std::future_status::ready) {
+        ADD_FAILURE() << "no answer within 10 s";
+        return {};
+    }
+    return f.get();
+}
+
+bool Release(LockService& l, const std::string& name, const std::string& token) {
+    std::promise<bool> p;
+    auto f = p.get_future();
+    l.Release(name, token, [&p](bool r) { p.set_value(r); });
+    if (f.wait_for(10s) != std::future_status::ready) {
+        ADD_FAILURE() << "no answer within 10 s";
+        return false;
+    }
+    return f.get();
+}
+
+class RedisLockTest : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        url_ = RedisUrl();
+        ASSERT_FALSE(url_.empty()) << "ROLLSAFE_TEST_REDIS is not set: run eval "
+                                      "\"$(scripts/services.sh start)\" (scripts/test.sh does)";
+        lock_ = OpenRedisLock(url_, Prefixed());
+    }
+    std::string url_;
+    std::unique_ptr<LockService> lock_;
+};
+
+TEST_F(RedisLockTest, GrantsCarryRisingFencesAndALockIsExclusiveUntilReleased) {
+    const Attempt a = Acquire(*lock_, "acct", 10s);
+    ASSERT_EQ(a.result, Attempt::Result::kAcquired) << a.error;
+    EXPECT_GT(a.fence, 0);
+    EXPECT_EQ(Acquire(*lock_, "acct", 10s).result, Attempt::Result::kBusy);
+    EXPECT_EQ(Acquire(*lock_, "other", 10s).result, Attempt::Result::kAcquired)
+        << "locks of different names are independent";
+    EXPECT_FALSE(Release(*lock_, "acct", "not-the-token"));
+    EXPECT_EQ(Acquire(*lock_, "acct", 10s).result, Attempt::Result::kBusy)
+        << "a wrong token must not release";
+    EXPECT_TRUE(Release(*lock_, "acct", a.token));
+    const Attempt b = Acquire(*lock_, "acct", 10s);
+    ASSERT_EQ(b.result, Attempt::Result::kAcquired);
+    EXPECT_GT(b.fence, a.fence);
+    EXPECT_NE(b.token, a.token);
+    EXPECT_TRUE(lock_->Healthy());
+}
+
+// The case fencing exists for: a holder outlives its lock, a successor takes it; the old
+// holder can neither release the successor's lock nor get the successor's token.
+TEST_F(RedisLockTest, AnExpiredLockGoesToTheNextCallerAndTheOldHolderCannotReleaseIt) {
+    const Attempt old = Acquire(*lock_, "acct", 150ms);
+    ASSERT_EQ(old.result, Attempt::Result::kAcquired);
+    Attempt next;
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    do {
+        std::this_thread::sleep_for(50ms);
+        next = Acquire(*lock_, "acct", 10s);
+    } while (next.result == Attempt::Result::kBusy && std::chrono::steady_clock::now() < deadline);
+    ASSERT_EQ(next.result, Attempt::Result::kAcquired) << "the lock never expired";
+    EXPECT_GT(next.fence, old.fence);
+    EXPECT_FALSE(Release(*lock_, "acct", old.token));
+    EXPECT_EQ(Acquire(*lock_, "acct", 10s).result, Attempt::Result::kBusy);
+}
+
+TEST_F(RedisLockTest, RaiseFenceLiftsLaterTokensAboveWhatAStoreHasSeenAndNeverLowersThem) {
+    std::promise<bool> p;
+    lock_->RaiseFence("acct", 1000, [&p](bool ok) { p.set_value(ok); });
+    ASSERT_TRUE(p.get_future().get());
+    const Attempt a = Acquire(*lock_, "acct", 10s);
+    ASSERT_EQ(a.result, Attempt::Result::kAcquired);
+    EXPECT_EQ(a.fence, 1001);
+    ASSERT_TRUE(Release(*lock_, "acct", a.token));
+    std::promise<bool> q;
+    lock_->RaiseFence("acct", 5, [&q](bool ok) { q.set_value(ok); });
+    ASSERT_TRUE(q.get_future().get());
+    EXPECT_EQ(Acquire(*lock_, "acct", 10s).fence, 1002);
+}
+
+TEST(RedisLockUrl, BadUrlsAreRefusedNamingTheProblemAndADeadServerAtStartIsAnError) {
+    for (const char* bad :
+         {"http://127.0.0.1:6379", "redis://", "redis://127.0.0.1:0", "redis://127.0.0.1:99999",
+          "redis://127.0.0.1:x", "redis://[::1", "redis://127.0.0.1:6379/abc"}) {
+        EXPECT_THROW(OpenRedisLock(bad), std::invalid_argument) << bad;
+    }
+    RedisOptions o;
+    o.connect_timeout = 300ms;
+    try {
+        OpenRedisLock("redis://127.0.0.1:1", o);
+        ADD_FAILURE() << "opened a lock service on a closed port";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("cannot connect to redis 127.0.0.1:1"),
+                  std::string::npos)
+            << e.what();
+    }
+}
+
+/// A redis-server of this test's own (the shared one must not be stopped), on a free port.
+class OwnRedis {
+  public:
+    explicit OwnRedis(const std::string& dir) : dir_(dir) {
+        port_ = 20000 + static_cast<int>(::getpid() % 20000);
+    }
+    ~OwnRedis() { Stop(); }
+    bool Start() {
+        const std::string cmd = "redis-server --bind 127.0.0.1 --port " + std::to_string(port_) +
+                                " --save '' --appendonly no --daemonize yes --dir " + dir_ +
+                                " --pidfile " + dir_ + "/redis.pid --logfile " + dir_ +
+                                "/redis.log";
+        if (std::system(cmd.c_str()) != 0) return false;
+        for (int i = 0; i < 250; ++i) {
+            std::ifstream f(dir_ + "/redis.pid");
+            if (f >> pid_ && pid_ > 0 &&
+                std::system(
+                    ("redis-cli -p " + std::to_string(port_) + " ping >/dev/null 2>&1").c_str()) ==
+                    0)
+                return true;
+            std::this_thread::sleep_for(20ms);
+        }
+        return false;
+    }
+    void Stop() {
+        if (pid_ <= 0) return;
+        ::kill(pid_, SIGKILL);
+        for (int i = 0; i < 250 && ::kill(pid_, 0) == 0; ++i) std::this_thread::sleep_for(20ms);
+        pid_ = 0;
+        std::remove((dir_ + "/redis.pid").c_str());
+    }
+    std::string Url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
+
+  private:
+    std::string dir_;
+    int port_ = 0;
+    pid_t pid_ = 0;
+};
+
+// Redis killed: attempts fail fast as kUnavailable (never hang); Redis back, empty (no
+// persistence): the next attempt reconnects, and its token restarts low — which is what
+// RaiseFence is for.
+TEST(RedisLockOutage, UnreachableRedisFailsAttemptsFastAndTheServiceReconnects) {
+    rollsafe::testing::TempDir dir;
+    OwnRedis redis(dir.Path());
+    ASSERT_TRUE(redis.Start()) << "cannot start redis-server (apt-get install redis-server)";
+    RedisOptions o = Prefixed();
+    o.connect_timeout = 300ms;
+    o.command_timeout = 300ms;
+    auto lock = OpenRedisLock(redis.Url(), o);
+    const Attempt first = Acquire(*lock, "acct", 10s);
+    ASSERT_EQ(first.result, Attempt::Result::kAcquired) << first.error;
+    redis.Stop();
+    const auto t0 = std::chrono::steady_clock::now();
+    const Attempt down = Acquire(*lock, "acct", 10s);
+    EXPECT_EQ(down.result, Attempt::Result::kUnavailable);
+    EXPECT_FALSE(down.error.empty());
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s) << "an attempt must not hang";
+    EXPECT_FALSE(lock->Healthy());
+    ASSERT_TRUE(redis.Start());
+    const Attempt back = Acquire(*lock, "acct", 10s);
+    ASSERT_EQ(back.result, Attempt::Result::kAcquired) << back.error;
+    EXPECT_TRUE(lock->Healthy());
+    EXPECT_EQ(back.fence, 1) << "a Redis without persistence restarts its counter";
+    lock->Shutdown();
+    Attempt after = Acquire(*lock, "acct", 10s);
+    EXPECT_EQ(after.result, Attempt::Result::kUnavailable) << "calls after Shutdown fail";
+}
+
+}  // namespace
+}  // namespace rollsafe::lock
