@@ -179,7 +179,7 @@ printf '%s\n' "${instr[@]}" | grep -qE '^EXPOSE .*8080' || fail "EXPOSE lacks 80
 ((fails == fails_before)) && ok "ENTRYPOINT $entry = CMake target $target, copied from the build stage"
 
 # 4. Build packages = install-deps.sh minus what only tests, benchmarks, the drill and tools need.
-not_build='ccache curl procps clang-format sqlite3 postgresql libgtest-dev libgmock-dev libbenchmark-dev nginx libnginx-mod-http-lua wrk chromium python3 kubectl kubernetes-client nodejs npm'
+not_build='ccache curl procps clang-format sqlite3 postgresql redis-server libgtest-dev libgmock-dev libbenchmark-dev nginx libnginx-mod-http-lua wrk chromium python3 kubectl kubernetes-client nodejs npm'
 mapfile -t deps < <(sed -n '/^PKGS=(/,/^)/p' "$root/scripts/install-deps.sh" | sed -e '1d;$d' -e 's/#.*//' | tr ' ' '\n' | grep -v '^$' | sort -u)
 mapfile -t build_pkgs < <(apt_packages 0)
 want=$(printf '%s\n' "${deps[@]}" | grep -vxF -f <(tr ' ' '\n' <<<"$not_build") | sort -u)
