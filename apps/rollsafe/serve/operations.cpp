@@ -491,6 +491,7 @@ boost::asio::awaitable<Response> RunOperation(OperationEnv& env, const store::Op
             co_await RaiseFence(env, plan.account, highest);
             guard.Reset();
             if (attempt < kFencedAttempts) continue;
+            co_await release();  // a retry elsewhere need not wait for our lease
         }
         if (!owned) co_return lost();
         if (!st.ok()) co_return failed(st);
