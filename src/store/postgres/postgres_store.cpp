@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <deque>
@@ -23,6 +24,9 @@ namespace {
 constexpr int kSchemaVersion = 2;
 /// Serialization failures and deadlocks re-run the job this many times before kTransient.
 constexpr int kMaxAttempts = 4;
+/// While unhealthy, the store pings PostgreSQL this often (readiness is back within one period
+/// of the server accepting connections again).
+constexpr std::chrono::milliseconds kHealthRecheck{250};
 /// Advisory lock class ids (two-key form): one for migrations, one per ledger account.
 constexpr const char* kMigrateLock = "SELECT pg_advisory_xact_lock(72001, 1)";
 
@@ -33,10 +37,13 @@ struct ResultDeleter {
 };
 using Result = std::unique_ptr<PGresult, ResultDeleter>;
 
-/// A libpq connection; reconnects on demand. Used by exactly one thread at a time.
+/// A libpq connection; reconnects on demand. Used by exactly one thread at a time. With
+/// `connect_failed` (shared by a pool), a failed connect sets it, and while it is set Ensure
+/// fails at once instead of connecting; whoever reaches the server again clears it.
 class PgConn {
   public:
-    explicit PgConn(std::string url) : url_(std::move(url)) {}
+    explicit PgConn(std::string url, std::atomic<bool>* connect_failed = nullptr)
+        : url_(std::move(url)), connect_failed_(connect_failed) {}
     ~PgConn() { Close(); }
     PgConn(const PgConn&) = delete;
     PgConn& operator=(const PgConn&) = delete;
@@ -45,12 +52,20 @@ class PgConn {
     bool Ensure(std::string* why) {
         if (c_ && PQstatus(c_) == CONNECTION_OK) return true;
         Close();
+        // After a failed connect only the store's health check connects. A host that drops
+        // packets makes each connect wait connect_timeout, and every job queued behind one would
+        // wait that long again: the jobs fail at once instead (503 + Retry-After).
+        if (connect_failed_ && connect_failed_->load(std::memory_order_relaxed)) {
+            if (why) *why = "not reconnecting until the health check reaches the server";
+            return false;
+        }
         // expand_dbname: "dbname" carries the whole URL; connect_timeout bounds an unreachable
         // host (a URL's own connect_timeout wins: later keywords do not override the URL's).
         const char* keys[] = {"connect_timeout", "dbname", "application_name", nullptr};
         const char* vals[] = {"5", url_.c_str(), "rollsafe", nullptr};
         c_ = PQconnectdbParams(keys, vals, /*expand_dbname=*/1);
         if (!c_ || PQstatus(c_) != CONNECTION_OK) {
+            if (connect_failed_) connect_failed_->store(true, std::memory_order_relaxed);
             if (why) *why = c_ ? PQerrorMessage(c_) : "out of memory";
             while (why && !why->empty() && (why->back() == '\n' || why->back() == ' '))
                 why->pop_back();
@@ -71,6 +86,7 @@ class PgConn {
 
   private:
     std::string url_;
+    std::atomic<bool>* connect_failed_;
     PGconn* c_ = nullptr;
 };
 
@@ -453,7 +469,7 @@ class PostgresStore final : public Store {
         if (d.pg_pool < 1 || d.pg_pool > 1000)
             throw std::invalid_argument("pg_pool must be 1..1000, not " +
                                         std::to_string(d.pg_pool));
-        auto first = std::make_unique<PgConn>(url);
+        auto first = std::make_unique<PgConn>(url, &connect_failed_);
         std::string why;
         if (!first->Ensure(&why)) throw std::runtime_error("cannot connect to PostgreSQL: " + why);
         try {
@@ -470,9 +486,11 @@ class PostgresStore final : public Store {
             throw std::runtime_error(e.what());
         }
         conns_.push_back(std::move(first));
-        for (int i = 1; i < d.pg_pool; ++i) conns_.push_back(std::make_unique<PgConn>(url));
+        for (int i = 1; i < d.pg_pool; ++i)
+            conns_.push_back(std::make_unique<PgConn>(url, &connect_failed_));
         for (int i = 0; i < d.pg_pool; ++i)
             threads_.emplace_back([this, i] { Loop(*conns_[static_cast<std::size_t>(i)]); });
+        health_thread_ = std::thread([this, url] { HealthLoop(url); });
     }
     ~PostgresStore() override { Shutdown(); }
 
@@ -491,6 +509,12 @@ class PostgresStore final : public Store {
     void Shutdown() override {
         std::call_once(stopped_, [this] {
             {
+                std::lock_guard lock(health_mu_);
+                health_stop_ = true;
+            }
+            health_cv_.notify_all();
+            if (health_thread_.joinable()) health_thread_.join();
+            {
                 std::lock_guard lock(mu_);
                 stopping_ = true;
             }
@@ -502,6 +526,30 @@ class PostgresStore final : public Store {
     }
 
   private:
+    /// While unhealthy or after a failed connect, every kHealthRecheck: connect, `SELECT 1`,
+    /// disconnect; success turns healthy_ back on and lets the workers reconnect. Its own
+    /// connection, because the pool's do not reconnect after a failed connect, and because
+    /// with readiness false a gateway sends no traffic whose jobs could find the server back.
+    /// Runs on its own thread (a connect may block up to connect_timeout), never an I/O
+    /// thread; Shutdown() stops it first.
+    void HealthLoop(const std::string& url) {
+        PgConn conn(url);
+        std::unique_lock lock(health_mu_);
+        while (!health_cv_.wait_for(lock, kHealthRecheck, [this] { return health_stop_; })) {
+            if (Healthy() && !connect_failed_.load(std::memory_order_relaxed)) continue;
+            lock.unlock();
+            if (conn.Ensure(nullptr)) {
+                Result r(PQexec(conn.get(), "SELECT 1"));
+                if (r && PQresultStatus(r.get()) == PGRES_TUPLES_OK) {
+                    connect_failed_.store(false, std::memory_order_relaxed);
+                    healthy_.store(true, std::memory_order_relaxed);
+                }
+            }
+            conn.Close();
+            lock.lock();
+        }
+    }
+
     struct Item {
         Job job;
         std::function<void(Status)> done;
@@ -614,6 +662,12 @@ class PostgresStore final : public Store {
     bool stopping_ = false;
     std::once_flag stopped_;
     std::atomic<bool> healthy_{true};
+    std::mutex health_mu_;
+    std::condition_variable health_cv_;
+    bool health_stop_ = false;  ///< guarded by health_mu_
+    /// A pool connect failed: the workers do not reconnect until the health check did.
+    std::atomic<bool> connect_failed_{false};
+    std::thread health_thread_;
 };
 
 }  // namespace
