@@ -258,7 +258,26 @@ json::object VerdictJson(const Verdict& v) {
     json::array problems;
     for (const auto& p : v.problems) problems.emplace_back(p);
     o["problems"] = std::move(problems);
+    o["earlier_problems"] = v.earlier_problems;
+    json::array earlier;
+    for (const auto& p : v.earlier) earlier.emplace_back(p);
+    o["earlier"] = std::move(earlier);
     return o;
+}
+
+json::object StoreBeforeJson(const StoreBefore& b) {
+    return json::object{
+        {"read", b.read},           {"error", b.error},     {"operations", b.operations},
+        {"resources", b.resources}, {"entries", b.entries}, {"accounts", b.accounts},
+        {"problems", b.problems}};
+}
+
+/// "3415 journal rows, 1702 resources, 1713 ledger entries in 8 accounts".
+std::string StoreBeforeText(const StoreBefore& b) {
+    return Plural(b.operations, "journal row", "journal rows") + ", " +
+           Plural(b.resources, "resource", "resources") + ", " +
+           Plural(b.entries, "ledger entry", "ledger entries") + " in " +
+           Plural(b.accounts, "account", "accounts");
 }
 
 json::object LatencyJson(const Latency& l) {
@@ -279,6 +298,9 @@ std::string VerdictLine(const Verdict& v) {
         std::string s = "drill: PASS \u2014 " + Plural(v.requests, "request", "requests") + ", " +
                         I(v.acknowledged) + " acknowledged, 0 lost, 0 duplicated, ";
         s += v.half_done_checked ? "0 half-done" : "half-done not checked";
+        if (v.earlier_problems != 0)
+            s += " (the store also holds " + Plural(v.earlier_problems, "problem", "problems") +
+                 " from before this run)";
         return s;
     }
     std::vector<std::string> parts;
@@ -351,7 +373,15 @@ std::string ConfigLines(const Report& r) {
            Plain(c.gateway) + (BlackBox(c) ? "" : ", " + I(c.replicas) + " replicas") +
            ", concurrency " + I(c.concurrency) + ", seed " + std::to_string(c.seed) + "\n";
     if (!c.target.empty()) out += "  target " + Plain(c.target) + "\n";
-    if (!c.store.empty()) out += "  store " + Plain(c.store) + "\n";
+    if (!c.store.empty()) {
+        out += "  store " + Plain(c.store) + "\n";
+        const StoreBefore& b = r.store_before;
+        if (b.read && !b.Empty())
+            out += "  store before the run: " + StoreBeforeText(b) +
+                   "; this run's accounts drill-" + Plain(r.run_id) + "-*\n";
+        else if (!b.read && !b.error.empty())
+            out += "  store before the run: not read (" + Plain(b.error) + ")\n";
+    }
     if (!c.rollout_cmd.empty()) out += "  rollout command " + Plain(c.rollout_cmd) + "\n";
     out += "  load: up to " + I(c.requests_target) + " requests in " + Num(c.max_duration_s) +
            " s, work " + I(c.work_ms_min) + "-" + I(c.work_ms_max) + " ms, ledger share " +
@@ -390,6 +420,8 @@ std::string ToJson(const Report& r) {
     std::vector<std::pair<std::string, json::value>> top;
     top.emplace_back("started_at", json::string(r.started_at));
     top.emplace_back("config", ConfigJson(r.config));
+    top.emplace_back("run_id", json::string(r.run_id));
+    top.emplace_back("store_before", StoreBeforeJson(r.store_before));
     top.emplace_back("duration_s", Sec(r.duration_s));
     top.emplace_back("rollout_start_s", Sec(r.rollout_start_s));
     top.emplace_back("rollout_end_s", Sec(r.rollout_end_s));
@@ -531,6 +563,15 @@ std::string RenderTable(const Report& r) {
         }
         out += std::to_string(v.problems.size()) + "):\n";
         for (std::size_t i = 0; i < shown; ++i) out += "  - " + Plain(v.problems[i]) + "\n";
+    }
+    if (v.earlier_problems != 0) {
+        const std::size_t shown = std::min<std::size_t>(v.earlier.size(), 5);
+        out += "\nalready in the store before this run, not counted (" +
+               (shown < static_cast<std::size_t>(v.earlier_problems)
+                    ? "first " + std::to_string(shown) + " of "
+                    : std::string()) +
+               I(v.earlier_problems) + "; rollsafe audit --store ... lists them all):\n";
+        for (std::size_t i = 0; i < shown; ++i) out += "  - " + Plain(v.earlier[i]) + "\n";
     }
     out += "\n" + VerdictLine(v) + "\n";
     return out;
@@ -1232,7 +1273,17 @@ std::string ConfigTable(const Report& r) {
                          : Fix(r.rollout_start_s, 1) + "\u2013" + Secs(r.rollout_end_s) + " s");
     t.Add("seed", std::to_string(c.seed));
     if (!c.target.empty()) t.Add("target", Esc(c.target), true);
-    if (!c.store.empty()) t.Add("store", Esc(c.store), true);
+    if (!c.store.empty()) {
+        t.Add("store", Esc(c.store), true);
+        const StoreBefore& b = r.store_before;
+        if (b.read)
+            t.Add("store before",
+                  b.Empty() ? std::string("empty") : Esc(StoreBeforeText(b)) + " (earlier rows)",
+                  true);
+        else if (!b.error.empty())
+            t.Add("store before", "not read: " + Esc(b.error), true);
+        if (!r.run_id.empty()) t.Add("run accounts", "drill-" + Esc(r.run_id) + "-*", true);
+    }
     if (!c.rollout_cmd.empty()) t.Add("rollout command", Esc(c.rollout_cmd), true);
     if (!r.started_at.empty()) t.Add("started", Esc(r.started_at), true);
     return t.Html();
@@ -1425,6 +1476,14 @@ std::string RenderHtml(const Report& r) {
             }
             s += "</ol></details>";
         }
+    }
+    if (v.earlier_problems != 0) {
+        s += "<h3>Already in the store before this run (not counted)</h3><p class=\"note\">" +
+             I(v.earlier_problems) +
+             " problems in rows that are not this run's were there when it started; "
+             "<code>rollsafe audit</code> lists them all.</p><ol class=\"problems\">";
+        for (const auto& e : v.earlier) s += "<li>" + Esc(e) + "</li>";
+        s += "</ol>";
     }
     s += "</section>";
     s += "<footer>rollsafe drill report \u00b7 self-contained page: no script, no external "

@@ -286,6 +286,67 @@ TEST(ReportTable, EveryKindOfFailureIsNamed) {
         << t;
 }
 
+/// A passing run on a store that already held rows and two problems before it.
+Report PassingOnAnOldStore() {
+    Report r = PassingReport();
+    r.run_id = "0123456789ab";
+    r.store_before.read = true;
+    r.store_before.operations = 3415;
+    r.store_before.resources = 1702;
+    r.store_before.entries = 1713;
+    r.store_before.accounts = 8;
+    r.store_before.problems = 2;
+    r.verdict.earlier_problems = 2;
+    r.verdict.earlier = {
+        "duplicated: key old-dup (principal anonymous, not of this run) is "
+        "stored 2 times: resource <old-1>, resource old-2",
+        "balance mismatch: account other-app (not of this run) stores balance "
+        "41, but its 1 stored entries sum to 40"};
+    return r;
+}
+
+TEST(ReportTable, ProblemsFromBeforeTheRunAreShownApartAndDoNotFailIt) {
+    const Report r = PassingOnAnOldStore();
+    ASSERT_TRUE(r.verdict.ok());
+    const std::string t = RenderTable(r);
+    EXPECT_TRUE(Contains(t,
+                         "store before the run: 3415 journal rows, 1702 resources, 1713 "
+                         "ledger entries in 8 accounts; this run's accounts "
+                         "drill-0123456789ab-*"))
+        << t;
+    EXPECT_TRUE(Contains(t, "already in the store before this run, not counted (2; "));
+    EXPECT_TRUE(Contains(t, "  - balance mismatch: account other-app (not of this run)")) << t;
+    EXPECT_TRUE(Contains(t,
+                         "0 half-done (the store also holds 2 problems from before this "
+                         "run)\n"))
+        << t;
+    EXPECT_FALSE(Contains(t, "FAIL"));
+
+    const json::value doc = json::parse(ToJson(r));
+    EXPECT_EQ(doc.at("run_id").as_string(), "0123456789ab");
+    EXPECT_EQ(doc.at("store_before").at("operations").as_int64(), 3415);
+    EXPECT_EQ(doc.at("store_before").at("problems").as_int64(), 2);
+    EXPECT_EQ(doc.at("verdict").at("earlier_problems").as_int64(), 2);
+    EXPECT_EQ(doc.at("verdict").at("earlier").as_array().size(), 2u);
+    EXPECT_TRUE(doc.at("verdict").at("ok").as_bool());
+
+    const std::string h = RenderHtml(r);
+    EXPECT_TRUE(Contains(h, "Already in the store before this run (not counted)"));
+    EXPECT_TRUE(Contains(h, "resource &lt;old-1&gt;"));
+    EXPECT_TRUE(Contains(h, "drill-0123456789ab-*"));
+}
+
+TEST(ReportTable, AnEmptyStoreBeforeTheRunAddsNoLine) {
+    Report r = PassingReport();
+    r.store_before.read = true;
+    EXPECT_FALSE(Contains(RenderTable(r), "store before the run"));
+    r.store_before.read = false;
+    r.store_before.error = "cannot read store: timeout";
+    EXPECT_TRUE(Contains(RenderTable(r),
+                         "store before the run: not read (cannot read store: "
+                         "timeout)"));
+}
+
 TEST(ReportTable, BlackBoxAndProblemLimit) {
     Report r = BlackBoxReport();
     for (int i = 0; i < 25; ++i) r.verdict.problems.push_back("problem #" + std::to_string(i));

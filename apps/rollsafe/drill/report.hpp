@@ -107,6 +107,11 @@ struct Verdict {
     /// Black-box mode cannot see the journal: half-done is not checked there.
     bool half_done_checked = true;
     std::vector<std::string> problems;  ///< one sentence each, at most a few hundred
+    /// Local mode: problems `rollsafe audit` finds in rows that are not this run's and that
+    /// were already in the store when the run started (an earlier run, another app). Reported,
+    /// not counted above: they do not fail the run. `earlier` lists the first few sentences.
+    std::int64_t earlier_problems = 0;
+    std::vector<std::string> earlier;
     /// Set when the run itself went wrong, whatever the counts say: "the rollout command
     /// failed (exit 1)", "interrupted".
     std::string run_error;
@@ -118,10 +123,24 @@ struct Verdict {
     }
 };
 
+/// Local mode: what the store already held when the run started, read once the first
+/// replicas were ready (so the schema exists) and before the load.
+struct StoreBefore {
+    bool read = false;  ///< false: not read (black-box mode) or unreadable (`error`)
+    std::string error;
+    std::int64_t operations = 0, resources = 0, entries = 0, accounts = 0;
+    std::int64_t problems = 0;  ///< what `rollsafe audit` found in it then
+    bool Empty() const { return operations + resources + entries + accounts == 0; }
+};
+
 /// Everything one run produced.
 struct Report {
     std::string started_at;  ///< RFC 3339 UTC wall-clock time of the start
     RunConfig config;
+    /// Random for every run, whatever the seed: names the run's ledger accounts
+    /// (`drill-<run_id>-<i>`) and goes into every resource's `data`.
+    std::string run_id;
+    StoreBefore store_before;
     double duration_s = 0;
     double rollout_start_s = -1, rollout_end_s = -1;  ///< first phase start, last phase end
     Verdict verdict;

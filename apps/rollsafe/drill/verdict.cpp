@@ -23,6 +23,8 @@ namespace json = boost::json;
 using std::chrono::milliseconds;
 
 constexpr std::size_t kMaxProblems = 200;
+/// Sentences listed for problems that were in the store before the run.
+constexpr std::size_t kMaxEarlier = 20;
 
 /// Adds sentences to `v->problems` up to kMaxProblems; the last slot, when needed, says how
 /// many were left out.
@@ -222,6 +224,87 @@ std::string OperationState(const store::Operation& op, std::int64_t now_ms) {
            op.recovery_point + "\", " + Lease(op.lease_until_ms, now_ms);
 }
 
+/// What a store-wide problem (one line of audit::Audit) counts as.
+enum class Kind { kHalfDone, kDuplicated, kBalance };
+
+/// Identifies one store-wide problem across two audits of the same store, so that one found
+/// before the run is recognised after it: per operation (an expired operation and the orphaned
+/// effects of its key are one problem), per keyless effect, per duplicated key, per account.
+std::string AccountId(const std::string& account) { return "account\n" + account; }
+std::string ProblemId(const json::object& o) {
+    const std::string problem = Text(o, "problem");
+    if (problem == "balance_mismatch" || problem == "seq_mismatch")
+        return AccountId(Text(o, "account"));
+    if (problem == "orphan" && Text(o, "reason") == "no_key")
+        return "keyless\n" + Text(o, "kind") + "\n" + Text(o, "id");
+    const std::string pk = Text(o, "principal") + "\n" + Text(o, "key");
+    return problem == "duplicate" ? "duplicate\n" + pk : "operation\n" + pk;
+}
+
+/// Whose rows a store-wide problem is in, as its sentence says.
+enum class Whose {
+    kRun,       ///< an account of the run
+    kOther,     ///< rows not of the run (no baseline to tell more)
+    kOtherNew,  ///< rows not of the run, problem not in the store before the run
+    kOtherOld,  ///< rows not of the run, problem already there before it
+};
+
+/// The sentence for one store-wide problem line.
+std::pair<Kind, std::string> StoreWideSentence(const json::object& o, Whose whose,
+                                               std::int64_t now_ms) {
+    const std::string problem = Text(o, "problem");
+    const std::string note = whose == Whose::kRun        ? ""
+                             : whose == Whose::kOtherNew ? "not of this run, new since its start"
+                                                         : "not of this run";
+    const std::string who = "key " + Text(o, "key") + " (principal " + Text(o, "principal") +
+                            (note.empty() ? ")" : ", " + note + ")");
+    if (problem == "expired_in_progress")
+        return {Kind::kHalfDone,
+                "half-done: operation of " + who + " is in_progress with its lease " +
+                    "expired (owner " + Text(o, "owner") + ", recovery point \"" +
+                    Text(o, "recovery_point") + "\", lease until " + Text(o, "lease_until_ms") +
+                    " ms, audit at " + std::to_string(now_ms) + " ms)"};
+    if (problem == "orphan") {
+        const std::string reason = Text(o, "reason");
+        const std::string effect = Text(o, "kind") + " " + Text(o, "id");
+        if (reason == "no_key")  // nobody's: no key tells whose it is
+            return {Kind::kHalfDone,
+                    "half-done: " + effect +
+                        " was stored without an idempotency key, so no journal row accounts for "
+                        "it" +
+                        (whose == Whose::kOtherNew ? " (new since the run's start)" : "")};
+        if (reason == "no_operation")
+            return {Kind::kHalfDone, "half-done: " + effect + " of " + who + " has no journal row"};
+        return {Kind::kHalfDone, "half-done: " + effect + " of " + who + " has its journal row " +
+                                     Text(o, "state") + ", not completed"};
+    }
+    if (problem == "duplicate") {
+        std::string ids;
+        if (const json::value* effects = o.if_contains("effects"); effects && effects->is_array())
+            for (const auto& e : effects->as_array())
+                if (e.is_object())
+                    ids += (ids.empty() ? "" : ", ") + Text(e.as_object(), "kind") + " " +
+                           Text(e.as_object(), "id");
+        return {Kind::kDuplicated,
+                "duplicated: " + who + " is stored " + Text(o, "count") + " times: " + ids};
+    }
+    const std::string account =
+        "account " + Text(o, "account") + (note.empty() ? "" : " (" + note + ")");
+    if (problem == "balance_mismatch") {
+        const std::string stored = Text(o, "stored");
+        const std::string sum = Text(o, "sum");
+        return {Kind::kBalance, "balance mismatch: " + account + " " +
+                                    (stored == "null" ? "has entries but no stored balance"
+                                                      : "stores balance " + stored) +
+                                    ", but its " + Text(o, "entries") + " stored entries sum to " +
+                                    (sum == "null" ? "more than int64 can hold" : sum)};
+    }
+    return {Kind::kBalance, "balance mismatch: " + account +
+                                " has entry seqs that are not 1..n: expected seq " +
+                                Text(o, "expected") + ", found " + Text(o, "found") + " (" +
+                                Text(o, "reason") + ")"};
+}
+
 // ---- black box ----
 
 /// Percent-encodes everything but RFC 3986 unreserved characters, for one path segment.
@@ -290,8 +373,9 @@ void CountRequests(const std::vector<LoadRecord>& records, Verdict* v) {
 }
 
 void CheckStore(const std::vector<LoadRecord>& records, const audit::Snapshot& snapshot,
-                std::int64_t now_ms, Verdict* v) {
+                std::int64_t now_ms, Verdict* v, const std::set<std::string>* before) {
     Problems problems(v);
+    std::set<std::string> earlier_ids;
 
     // Keys are UUIDs, unique to this run, and the drill sends no Authorization: rows are
     // matched by key alone, whatever their principal.
@@ -375,8 +459,10 @@ void CheckStore(const std::vector<LoadRecord>& records, const audit::Snapshot& s
     std::unordered_map<std::string, std::int64_t> stored_balance;
     for (const auto& [account, balance] : snapshot.accounts)
         stored_balance.emplace(account, balance);
-    std::set<std::string> bad_accounts;
+    std::set<std::string> run_accounts;
+    std::set<std::string> counted;  // ProblemId of every store-wide problem counted (or skipped)
     for (auto& [account, a] : GroupByAccount(records)) {
+        run_accounts.insert(account);
         for (const LoadRecord* r : a.records) {
             if (r->acknowledged) continue;
             for (const auto* e : run.at(r->key).entries)
@@ -386,7 +472,7 @@ void CheckStore(const std::vector<LoadRecord>& records, const audit::Snapshot& s
         const std::int64_t stored = it == stored_balance.end() ? 0 : it->second;
         if (!a.acknowledged.overflow && stored == a.acknowledged.value) continue;
         ++v->balance_mismatches;
-        bad_accounts.insert(account);
+        counted.insert(AccountId(account));
         problems.Add(BalanceSentence(account,
                                      it == stored_balance.end()
                                          ? "is not stored (balance 0)"
@@ -395,74 +481,59 @@ void CheckStore(const std::vector<LoadRecord>& records, const audit::Snapshot& s
     }
 
     // ---- the store-wide audit, without counting twice what was found per key above ----
+    // A problem in rows of the run counts. One in rows that are not the run's counts only
+    // when it was not in the store before the run (`before`): the run's replicas were writing
+    // then, and a fresh store has no other rows. What was already there is listed apart.
     const audit::AuditResult result = audit::Audit(snapshot, now_ms);
-    std::set<std::string> half_done_ops;  // "principal\nkey", or "\x01id" for a keyless effect
+    std::size_t earlier_listed = 0;
     for (const auto& line : result.problem_lines) {
         const auto parsed = ParseJson(line);
         if (!parsed || !parsed->is_object()) continue;
         const json::object& o = parsed->as_object();
         const std::string problem = Text(o, "problem");
-        const std::string key = Text(o, "key");
-        const std::string principal = Text(o, "principal");
-        const std::string who = "key " + key + " (principal " + principal + ", not of this run)";
-        if ((problem == "expired_in_progress" || problem == "duplicate" || problem == "orphan") &&
-            of_run(key) != nullptr)
+        const bool account_problem = problem == "balance_mismatch" || problem == "seq_mismatch";
+        // Keys of the run were judged above, one sentence per key.
+        if (!account_problem && of_run(Text(o, "key")) != nullptr) continue;
+        const bool ours = account_problem && run_accounts.count(Text(o, "account")) != 0;
+        const std::string id = ProblemId(o);
+        if (!ours && before != nullptr && before->count(id) != 0) {
+            if (!earlier_ids.insert(id).second) continue;
+            ++v->earlier_problems;
+            if (earlier_listed++ < kMaxEarlier)
+                v->earlier.push_back(StoreWideSentence(o, Whose::kOtherOld, now_ms).second);
             continue;
-        if (problem == "expired_in_progress") {
-            if (!half_done_ops.insert(principal + "\n" + key).second) continue;
-            ++v->half_done;
-            problems.Add("half-done: operation of " + who + " is in_progress with its lease " +
-                         "expired (owner " + Text(o, "owner") + ", recovery point \"" +
-                         Text(o, "recovery_point") + "\", lease until " +
-                         Text(o, "lease_until_ms") + " ms, audit at " + std::to_string(now_ms) +
-                         " ms)");
-        } else if (problem == "orphan") {
-            const std::string reason = Text(o, "reason");
-            const std::string effect = Text(o, "kind") + " " + Text(o, "id");
-            if (!half_done_ops
-                     .insert(reason == "no_key" ? "\x01" + Text(o, "id") : principal + "\n" + key)
-                     .second)
-                continue;
-            ++v->half_done;
-            if (reason == "no_key")
-                problems.Add("half-done: " + effect + " was stored without an idempotency key, " +
-                             "so no journal row accounts for it");
-            else if (reason == "no_operation")
-                problems.Add("half-done: " + effect + " of " + who + " has no journal row");
-            else
-                problems.Add("half-done: " + effect + " of " + who + " has its journal row " +
-                             Text(o, "state") + ", not completed");
-        } else if (problem == "duplicate") {
-            ++v->duplicated;
-            std::string ids;
-            if (const json::value* effects = o.if_contains("effects");
-                effects && effects->is_array())
-                for (const auto& e : effects->as_array())
-                    if (e.is_object())
-                        ids += (ids.empty() ? "" : ", ") + Text(e.as_object(), "kind") + " " +
-                               Text(e.as_object(), "id");
-            problems.Add("duplicated: " + who + " is stored " + Text(o, "count") +
-                         " times: " + ids);
-        } else if (problem == "balance_mismatch" || problem == "seq_mismatch") {
-            const std::string account = Text(o, "account");
-            if (bad_accounts.insert(account).second) ++v->balance_mismatches;
-            if (problem == "balance_mismatch") {
-                const std::string stored = Text(o, "stored");
-                const std::string sum = Text(o, "sum");
-                problems.Add("balance mismatch: account " + account + " " +
-                             (stored == "null" ? "has entries but no stored balance"
-                                               : "stores balance " + stored) +
-                             ", but its " + Text(o, "entries") + " stored entries sum to " +
-                             (sum == "null" ? "more than int64 can hold" : sum));
-            } else {
-                problems.Add("balance mismatch: account " + account +
-                             " has entry seqs that are not 1..n: expected seq " +
-                             Text(o, "expected") + ", found " + Text(o, "found") + " (" +
-                             Text(o, "reason") + ")");
-            }
         }
+        const bool first = counted.insert(id).second;
+        // An operation counts once (expired, and its effects orphaned); an account counts once
+        // but every sentence about it is kept (it may be off in more than one way).
+        if (!first && !account_problem) continue;
+        const Whose whose = ours                ? Whose::kRun
+                            : before != nullptr ? Whose::kOtherNew
+                                                : Whose::kOther;
+        auto [kind, sentence] = StoreWideSentence(o, whose, now_ms);
+        if (first) {
+            if (kind == Kind::kHalfDone)
+                ++v->half_done;
+            else if (kind == Kind::kDuplicated)
+                ++v->duplicated;
+            else
+                ++v->balance_mismatches;
+        }
+        problems.Add(std::move(sentence));
     }
+    if (earlier_listed > kMaxEarlier)
+        v->earlier.push_back("... and " + std::to_string(earlier_listed - kMaxEarlier) +
+                             " more (rollsafe audit lists them all)");
     problems.Finish();
+}
+
+std::set<std::string> StoreProblemIds(const audit::Snapshot& snapshot, std::int64_t now_ms) {
+    std::set<std::string> ids;
+    for (const auto& line : audit::Audit(snapshot, now_ms).problem_lines) {
+        const auto parsed = ParseJson(line);
+        if (parsed && parsed->is_object()) ids.insert(ProblemId(parsed->as_object()));
+    }
+    return ids;
 }
 
 void CheckThroughApi(const std::vector<LoadRecord>& records, const std::string& base_url,

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -55,12 +56,22 @@ void CountRequests(const std::vector<LoadRecord>& records, Verdict* v);
 ///   the acknowledged amounts to it (an account never stored counts as balance 0; an entry
 ///   executed although its client never got a 2xx shows up here), plus the store-wide
 ///   balance problems audit::Audit finds (sum of entries, seq gaps). An account counts once.
-/// Rows of keys not in `records` (an older run on the same store) only count through the
-/// store-wide audit. Adds one sentence per problem to `v->problems` (at most 200 in all, the
-/// last saying how many were left out), e.g. `lost: key K acknowledged as resource ID (201
-/// after 3 attempts) is not stored (it has no journal row either)`.
+/// Rows of keys not in `records` (an older run on the same store, another app) only count
+/// through the store-wide audit, and only when the problem is new: with `before` (the
+/// StoreProblemIds of the store as the run started), a store-wide problem whose id is in it,
+/// in rows that are not the run's, is not counted but added to `v->earlier_problems` (its
+/// sentence to `v->earlier`, at most 20 and a last line saying how many more); without
+/// `before` every store-wide problem counts. Adds one sentence per counted problem to
+/// `v->problems` (at most 200 in all, the last saying how many were left out), e.g. `lost: key
+/// K acknowledged as resource ID (201 after 3 attempts) is not stored (it has no journal row
+/// either)`.
 void CheckStore(const std::vector<LoadRecord>& records, const audit::Snapshot& snapshot,
-                std::int64_t now_ms, Verdict* v);
+                std::int64_t now_ms, Verdict* v, const std::set<std::string>* before = nullptr);
+
+/// One id per problem audit::Audit finds in `snapshot` as of `now_ms`: per operation (an
+/// expired operation and its orphaned effects are one), per keyless effect, per duplicated
+/// (principal, key), per account. Taken before the run, for CheckStore's `before`.
+std::set<std::string> StoreProblemIds(const audit::Snapshot& snapshot, std::int64_t now_ms);
 
 /// Black-box mode. For every acknowledged resource, `GET {base_url}/resources/{id}` must be
 /// 200 with the data that was sent (compared as JSON values); for every account of

@@ -14,6 +14,7 @@
 #include <fstream>
 #include <optional>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -377,6 +378,122 @@ TEST(CheckStore, ProblemsStopAt200WithACount) {
     EXPECT_EQ(v.lost, 250);
     ASSERT_EQ(v.problems.size(), 200u);
     EXPECT_EQ(v.problems.back(), "... and 51 more problems not listed");
+}
+
+// ---- a store that already held rows before the run (an earlier run, another app) ----
+
+/// Plants, in rows that are not the run's: an expired operation with an effect (one problem),
+/// a duplicated key and an account whose stored balance is off its entries.
+void PlantOldProblems(World* w) {
+    w->snapshot.operations.push_back(Op("old-stuck", "in_progress"));
+    store::Resource stuck = w->snapshot.resources[0];
+    stuck.id = "old-stuck-effect";
+    stuck.idempotency_key = "old-stuck";
+    w->snapshot.resources.push_back(stuck);
+    w->snapshot.operations.push_back(Op("old-dup", "completed"));
+    for (const char* id : {"old-1", "old-2"}) {
+        store::Resource r = w->snapshot.resources[0];
+        r.id = id;
+        r.idempotency_key = "old-dup";
+        w->snapshot.resources.push_back(r);
+    }
+    w->StoreEntry("old-ent", "old-e", "other-app", 40);
+    w->snapshot.accounts.back().second = 41;
+}
+
+TEST(CheckStore, ProblemsAlreadyThereBeforeTheRunAreListedApartNotCounted) {
+    World before;
+    before.AddResource("k-older-run", "r-older");
+    PlantOldProblems(&before);
+    const std::set<std::string> ids = StoreProblemIds(before.snapshot, kNow);
+    // The expired operation and its orphaned effect are one problem.
+    EXPECT_EQ(ids.size(), 3u);
+
+    // The run adds its own rows to that store, all clean.
+    World w = CleanWorld();
+    for (const auto& op : before.snapshot.operations) w.snapshot.operations.push_back(op);
+    for (const auto& r : before.snapshot.resources) w.snapshot.resources.push_back(r);
+    for (const auto& e : before.snapshot.entries) w.snapshot.entries.push_back(e);
+    for (const auto& a : before.snapshot.accounts) w.snapshot.accounts.push_back(a);
+    Verdict v;
+    CheckStore(w.records, w.snapshot, kNow, &v, &ids);
+    ExpectCounts(v, 0, 0, 0, 0);
+    EXPECT_TRUE(v.problems.empty()) << All(v);
+    v.requests = 5;
+    EXPECT_TRUE(v.ok());
+    EXPECT_EQ(v.earlier_problems, 3);
+    ASSERT_EQ(v.earlier.size(), 3u);
+    std::string earlier;
+    for (const auto& e : v.earlier) earlier += e + "\n";
+    EXPECT_NE(earlier.find("half-done: operation of key old-stuck (principal anonymous, not of "
+                           "this run) is in_progress"),
+              std::string::npos)
+        << earlier;
+    EXPECT_NE(earlier.find("duplicated: key old-dup (principal anonymous, not of this run) is "
+                           "stored 2 times"),
+              std::string::npos)
+        << earlier;
+    EXPECT_NE(earlier.find("balance mismatch: account other-app (not of this run) stores "
+                           "balance 41, but its 1 stored entries sum to 40"),
+              std::string::npos)
+        << earlier;
+
+    // Without the baseline every one of them counts, as on a store of unknown history.
+    const Verdict strict = w.Check();
+    ExpectCounts(strict, 0, 1, 1, 1);
+    EXPECT_EQ(strict.earlier_problems, 0);
+}
+
+TEST(CheckStore, ProblemsOfOtherRowsThatAppearedDuringTheRunCount) {
+    World w = CleanWorld();
+    const std::set<std::string> before = StoreProblemIds(w.snapshot, kNow);
+    EXPECT_TRUE(before.empty());
+    PlantOldProblems(&w);  // not there before the run, there after it
+    Verdict v;
+    CheckStore(w.records, w.snapshot, kNow, &v, &before);
+    ExpectCounts(v, 0, 1, 1, 1);
+    EXPECT_EQ(v.earlier_problems, 0);
+    EXPECT_TRUE(v.earlier.empty());
+    ASSERT_EQ(v.problems.size(), 3u) << All(v);
+    EXPECT_NE(All(v).find("duplicated: key old-dup (principal anonymous, not of this run, new "
+                          "since its start) is stored 2 times"),
+              std::string::npos)
+        << All(v);
+    EXPECT_NE(All(v).find("balance mismatch: account other-app (not of this run, new since its "
+                          "start)"),
+              std::string::npos)
+        << All(v);
+}
+
+TEST(CheckStore, OldProblemStillCountsWhenItIsInTheRunsOwnAccount) {
+    // An account of the run was off before it (only possible if the run's random id had been
+    // used before): the run's balance check still judges it.
+    World w = CleanWorld();
+    w.snapshot.accounts[0].second += 1;  // acct-a
+    const std::set<std::string> before = StoreProblemIds(w.snapshot, kNow);
+    ASSERT_EQ(before.size(), 1u);
+    Verdict v;
+    CheckStore(w.records, w.snapshot, kNow, &v, &before);
+    ExpectCounts(v, 0, 0, 0, 1);
+    EXPECT_EQ(v.earlier_problems, 0);
+}
+
+TEST(CheckStore, EarlierProblemsAreListedUpToTwentyWithACount) {
+    World before = CleanWorld();
+    for (int i = 0; i < 25; ++i) {
+        store::Resource r = before.snapshot.resources[0];
+        r.id = "keyless-" + std::to_string(i);
+        r.idempotency_key = "";
+        before.snapshot.resources.push_back(r);
+    }
+    const std::set<std::string> ids = StoreProblemIds(before.snapshot, kNow);
+    EXPECT_EQ(ids.size(), 25u);
+    Verdict v;
+    CheckStore(before.records, before.snapshot, kNow, &v, &ids);
+    ExpectCounts(v, 0, 0, 0, 0);
+    EXPECT_EQ(v.earlier_problems, 25);
+    ASSERT_EQ(v.earlier.size(), 21u);
+    EXPECT_EQ(v.earlier.back(), "... and 5 more (rollsafe audit lists them all)");
 }
 
 TEST(CountRequests, CountsAttemptsRetriesAndGroupsFailureCauses) {
