@@ -240,10 +240,20 @@ int Run(const Flags& f, bool target_mode) {
         }
     };
 
+    // A sentence the user should see now, not only in the verdict: on its own line, above
+    // the progress line.
+    auto notice = [&](const std::string& what) {
+        if (tty) {
+            std::cerr << '\r' << std::string(last_len, ' ') << '\r';
+            last_len = 0;
+        }
+        std::cerr << kPrefix << what << "\n" << std::flush;
+    };
+
     int code = 1;
     std::optional<Report> report;
     try {
-        report = RunDrill(o, interrupted, progress);
+        report = RunDrill(o, interrupted, progress, notice);
     } catch (const std::exception& e) {
         if (tty) std::cerr << "\n";
         std::cerr << kPrefix << e.what() << "\n"

@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <ctime>
 #include <filesystem>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -22,11 +23,13 @@
 #include <thread>
 #include <vector>
 
-#include "audit/cmd_audit.hpp"
+#include "audit/auditor.hpp"
 #include "drill/child.hpp"
 #include "drill/load.hpp"
 #include "drill/verdict.hpp"
+#include "rollsafe/store/store.hpp"
 #include "rollsafe/util/duration.hpp"
+#include "rollsafe/util/random.hpp"
 
 namespace rollsafe::drill {
 namespace {
@@ -128,6 +131,91 @@ int LocalGet(std::uint16_t port, const std::string& path, milliseconds timeout) 
     return status;
 }
 
+/// The drill's own read-only view of the replicas' store, with one connection (a PostgreSQL
+/// pool of one): the baseline before the load, the recovery wait's polls and the audit.
+class StoreReader {
+  public:
+    /// Throws std::runtime_error "cannot open store: ..." (for PostgreSQL also when the
+    /// schema is missing or of another version).
+    explicit StoreReader(const std::string& url) {
+        store::Durability d;
+        d.read_only = true;  // the drill must not migrate or write what it audits
+        d.pg_pool = 1;
+        try {
+            store_ = store::OpenStore(url, d);
+        } catch (const std::exception& e) {
+            throw std::runtime_error(std::string("cannot open store: ") + e.what());
+        }
+    }
+    ~StoreReader() {
+        if (store_) store_->Shutdown();
+    }
+    StoreReader(const StoreReader&) = delete;
+    StoreReader& operator=(const StoreReader&) = delete;
+
+    /// Reads the journal (and, unless `operations_only`, the resources, entries and accounts)
+    /// in one read transaction into `*out`. False with a sentence in `*error` when the read
+    /// fails or does not finish within `timeout`; after a timeout the store is abandoned (a
+    /// read stuck in the database would make Shutdown wait) and every later Read fails.
+    bool Read(bool operations_only, milliseconds timeout, audit::Snapshot* out,
+              std::string* error) {
+        if (!store_) {
+            *error = "the store was abandoned after a read that did not finish";
+            return false;
+        }
+        // Shared with the job, so that a read finishing after the timeout writes into memory
+        // that is still alive.
+        auto snap = std::make_shared<audit::Snapshot>();
+        auto done = std::make_shared<std::promise<store::Status>>();
+        auto status = done->get_future();
+        store_->Read(
+            [snap, operations_only](store::Tx& tx) {
+                snap->operations = tx.AllOperations();
+                if (!operations_only) {
+                    snap->resources = tx.AllResources();
+                    snap->entries = tx.AllEntries();
+                    snap->accounts = tx.AllAccounts();
+                }
+                return store::Status::Ok();
+            },
+            [done](store::Status st) { done->set_value(std::move(st)); });
+        if (status.wait_for(timeout) != std::future_status::ready) {
+            *error = "the store did not answer a read within " +
+                     util::FormatDuration(std::chrono::duration_cast<milliseconds>(timeout));
+            (void)store_.release();
+            return false;
+        }
+        const store::Status st = status.get();
+        if (!st.ok()) {
+            *error = "cannot read store: " + st.message;
+            return false;
+        }
+        *out = std::move(*snap);
+        return true;
+    }
+
+  private:
+    std::unique_ptr<store::Store> store_;
+};
+
+/// How long the drill waits for one whole-store read (the baseline, the audit).
+constexpr auto kStoreReadTimeout = std::chrono::minutes(2);
+
+std::int64_t UnixMs() {
+    return std::chrono::duration_cast<milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+/// 12 hex digits from the system's randomness.
+std::string NewRunId() {
+    static const util::RandomSource random = util::SystemRandom();
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "%012llx",
+                  static_cast<unsigned long long>(random() & 0xffffffffffffULL));
+    return buf;
+}
+
 /// One `rollsafe serve` process and what its log lines said.
 struct Replica {
     std::string name;
@@ -160,8 +248,13 @@ struct Replica {
 class Drill {
   public:
     Drill(const DrillOptions& o, const std::atomic<bool>& interrupted,
-          const std::function<void(const Progress&)>& progress)
-        : o_(o), interrupted_(interrupted), progress_(progress), rng_(Seed(o.seed)) {}
+          const std::function<void(const Progress&)>& progress,
+          const std::function<void(const std::string&)>& notice)
+        : o_(o),
+          interrupted_(interrupted),
+          progress_(progress),
+          notice_(notice),
+          rng_(Seed(o.seed)) {}
 
     ~Drill() { Cleanup(); }
 
@@ -219,6 +312,12 @@ class Drill {
     void Settle();
 
     void ProgressTick();
+    void Notice(const std::string& what) const {
+        if (notice_) notice_(what);
+    }
+    /// Fills `r->store_before` and before_ids_, and makes sure no account of this run's id is
+    /// in the store yet.
+    void ReadStoreBefore(Report* r);
     void WaitForRecovery(const std::vector<LoadRecord>& records);
     void StopReplicas();
     void Cleanup();
@@ -227,12 +326,15 @@ class Drill {
     const DrillOptions& o_;
     const std::atomic<bool>& interrupted_;
     const std::function<void(const Progress&)>& progress_;
+    const std::function<void(const std::string&)>& notice_;
     std::atomic<bool> abort_{false};
     Recorder rec_;
     std::mutex rng_mu_;
     std::mt19937_64 rng_;
     std::string run_id_;
     std::string store_;
+    /// StoreProblemIds of the store before the load; unset when it could not be read.
+    std::optional<std::set<std::string>> before_ids_;
     std::string binary_;
 
     std::mutex mu_;  // live_, all_, endpoints_
@@ -592,27 +694,107 @@ void Drill::ProgressTick() {
     progress_(p);
 }
 
+void Drill::ReadStoreBefore(Report* r) {
+    rec_.SetPhaseNow("reading store");
+    StoreBefore& b = r->store_before;
+    audit::Snapshot snap;
+    try {
+        StoreReader reader(store_);
+        if (!reader.Read(false, kStoreReadTimeout, &snap, &b.error))
+            snap = {};
+        else
+            b.read = true;
+    } catch (const std::exception& e) {
+        b.error = e.what();
+    }
+    if (!b.read) {
+        Notice("cannot read the store before the load (" + b.error +
+               "): every problem the audit finds in it will count against this run");
+        return;
+    }
+    b.operations = static_cast<std::int64_t>(snap.operations.size());
+    b.resources = static_cast<std::int64_t>(snap.resources.size());
+    b.entries = static_cast<std::int64_t>(snap.entries.size());
+    b.accounts = static_cast<std::int64_t>(snap.accounts.size());
+    before_ids_ = StoreProblemIds(snap, UnixMs());
+    b.problems = static_cast<std::int64_t>(before_ids_->size());
+    // The run's accounts must start empty, or their balances would not be the run's sums.
+    // Run ids are random (48 bits), so this is a formality.
+    auto taken = [&](const std::string& id) {
+        const std::string prefix = "drill-" + id + "-";
+        return std::any_of(snap.accounts.begin(), snap.accounts.end(),
+                           [&](const auto& a) { return a.first.starts_with(prefix); }) ||
+               std::any_of(snap.entries.begin(), snap.entries.end(),
+                           [&](const auto& e) { return e.account.starts_with(prefix); });
+    };
+    for (int i = 0; i < 16 && taken(run_id_); ++i) run_id_ = NewRunId();
+    if (taken(run_id_))
+        throw std::runtime_error("the store already has accounts of every run id tried (drill-" +
+                                 run_id_ + "-*)");
+    if (b.Empty()) return;
+    std::string what = "the store already holds " + std::to_string(b.operations) +
+                       " journal rows, " + std::to_string(b.resources) + " resources and " +
+                       std::to_string(b.entries) + " ledger entries in " +
+                       std::to_string(b.accounts) +
+                       " accounts (an earlier run or another app). This run is judged on its own "
+                       "keys and accounts (drill-" +
+                       run_id_ + "-*)";
+    if (b.problems > 0)
+        what += "; the " + std::to_string(b.problems) +
+                " problems rollsafe audit finds in the store now are reported apart, not counted";
+    Notice(what);
+}
+
 void Drill::WaitForRecovery(const std::vector<LoadRecord>& records) {
     // What a killed replica left half-done is finished by a live replica's recovery worker
-    // once the lease runs out; the audit must see the store after that, as a user would.
+    // once the lease runs out; the audit must see the store after that, as a user would. Only
+    // the journal is polled (the other tables can be large), on one read-only connection kept
+    // for the whole wait; a read that fails is retried until the deadline.
     std::set<std::string> keys;
     for (const auto& r : records) keys.insert(r.key);
     const auto deadline = Clock::now() + o_.lease + std::chrono::seconds(10);
     rec_.SetPhaseNow("recovery");
-    while (Clock::now() < deadline && !interrupted_.load()) {
-        audit::Snapshot snap;
-        std::string error;
-        if (!audit::ReadStoreSnapshot(store_, &snap, &error)) return;
-        const bool pending = std::any_of(
-            snap.operations.begin(), snap.operations.end(), [&](const store::Operation& op) {
-                return op.state == "in_progress" && keys.count(op.key) != 0;
-            });
-        if (!pending) return;
-        for (int i = 0; i < 25 && !interrupted_.load(); ++i) {
+    std::unique_ptr<StoreReader> reader;
+    std::string error;
+    std::size_t pending = 0;
+    bool read_once = false;
+    while (!interrupted_.load()) {
+        const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+        if (left <= milliseconds(0)) break;
+        try {
+            if (!reader) reader = std::make_unique<StoreReader>(store_);
+            audit::Snapshot snap;
+            if (reader->Read(true, std::max<milliseconds>(left, std::chrono::seconds(2)), &snap,
+                             &error)) {
+                read_once = true;
+                error.clear();
+                pending = static_cast<std::size_t>(
+                    std::count_if(snap.operations.begin(), snap.operations.end(),
+                                  [&](const store::Operation& op) {
+                                      return op.state == "in_progress" && keys.count(op.key) != 0;
+                                  }));
+                if (pending == 0) return;
+            } else {
+                reader.reset();  // reopened for the next poll
+            }
+        } catch (const std::exception& e) {
+            error = e.what();
+            reader.reset();
+        }
+        for (int i = 0; i < 25 && !interrupted_.load() && Clock::now() < deadline; ++i) {
             ProgressTick();
             std::this_thread::sleep_for(milliseconds(20));
         }
     }
+    if (interrupted_.load()) return;
+    const std::string waited = util::FormatDuration(o_.lease + std::chrono::seconds(10));
+    if (!error.empty())
+        Notice("recovery wait: " + error + (read_once ? " (the last of its reads)" : "") +
+               "; waited " + waited);
+    else if (pending > 0)
+        Notice("recovery wait: " + std::to_string(pending) +
+               " journal rows of this run were still in_progress after " + waited +
+               " (lease + 10 s); the audit counts those that still are");
 }
 
 void Drill::StopReplicas() {
@@ -662,12 +844,8 @@ Report Drill::Run() {
         report.started_at = buf;
     }
     const bool local = o_.target.empty();
-    {
-        std::lock_guard lock(rng_mu_);
-        char buf[16];
-        std::snprintf(buf, sizeof buf, "%08llx", static_cast<unsigned long long>(rng_() >> 32));
-        run_id_ = buf;
-    }
+    // Never from the seed: two runs with one --seed on one store would share their accounts.
+    run_id_ = NewRunId();
     binary_ = o_.binary.empty() ? SelfExecutable() : o_.binary;
     store_ = o_.store.empty() ? "sqlite:" + o_.work_dir + "/drill.db" : o_.store;
 
@@ -675,7 +853,7 @@ Report Drill::Run() {
     c.mode = local ? "local" : "black-box";
     c.scenario = local ? o_.scenario : "rollout-cmd";
     c.gateway = local ? ToString(o_.gateway) : "external";
-    c.store = local ? store_ : "";
+    c.store = local ? RedactStoreUrl(store_) : "";
     c.rollout_cmd = o_.rollout_cmd;
     c.replicas = local ? o_.replicas : 0;
     c.concurrency = o_.concurrency;
@@ -709,6 +887,9 @@ Report Drill::Run() {
             std::lock_guard lock(mu_);
             endpoints_.push_back(r->api_port.load());
         }
+        // The replicas have created (or migrated) the schema; nothing of this run is stored.
+        ReadStoreBefore(&report);
+        if (interrupted_.load()) throw Aborted{};
         GatewayOptions go;
         go.mode = o_.gateway;
         go.retry = o_.gateway_retry;
@@ -724,6 +905,7 @@ Report Drill::Run() {
         for (auto& r : first) rec_.Lifecycle(r->name, "added");
     }
     c.target = base_url;
+    report.run_id = run_id_;
 
     LoadOptions lo;
     lo.base_url = base_url;
@@ -812,12 +994,14 @@ Report Drill::Run() {
         rec_.SetPhaseNow("audit");
         audit::Snapshot snap;
         std::string error;
-        if (!audit::ReadStoreSnapshot(store_, &snap, &error))
-            throw std::runtime_error("cannot audit the store: " + error);
-        const std::int64_t now_ms = std::chrono::duration_cast<milliseconds>(
-                                        std::chrono::system_clock::now().time_since_epoch())
-                                        .count();
-        CheckStore(records, snap, now_ms, &v);
+        bool read = false;
+        try {
+            read = StoreReader(store_).Read(false, kStoreReadTimeout, &snap, &error);
+        } catch (const std::exception& e) {
+            error = e.what();
+        }
+        if (!read) throw std::runtime_error("cannot audit the store: " + error);
+        CheckStore(records, snap, UnixMs(), &v, before_ids_ ? &*before_ids_ : nullptr);
     } else {
         rec_.SetPhaseNow("audit");
         CheckThroughApi(records, base_url, &v);
@@ -921,10 +1105,36 @@ void Drill::BuildReport(Report* r, const std::vector<LoadRecord>& records) {
 
 }  // namespace
 
+std::string RedactStoreUrl(std::string url) {
+    const auto scheme = url.find("://");
+    if (scheme != std::string::npos) {
+        const auto host_start = scheme + 3;
+        const auto path = url.find_first_of("/?", host_start);
+        const auto at = url.rfind('@', path == std::string::npos ? url.size() : path);
+        if (at != std::string::npos && at > host_start) {
+            const auto colon = url.find(':', host_start);
+            if (colon != std::string::npos && colon < at)
+                url.replace(colon + 1, at - colon - 1, "***");
+        }
+    }
+    for (std::size_t p = 0; (p = url.find("password=", p)) != std::string::npos;) {
+        if (p != 0 && url[p - 1] != '?' && url[p - 1] != '&' && url[p - 1] != ' ') {
+            p += 9;
+            continue;
+        }
+        const auto value = p + 9;
+        const auto end = url.find_first_of("& ", value);
+        url.replace(value, (end == std::string::npos ? url.size() : end) - value, "***");
+        p = value + 3;
+    }
+    return url;
+}
+
 Report RunDrill(const DrillOptions& options, const std::atomic<bool>& interrupted,
-                const std::function<void(const Progress&)>& progress) {
+                const std::function<void(const Progress&)>& progress,
+                const std::function<void(const std::string&)>& notice) {
     try {
-        Drill d(options, interrupted, progress);
+        Drill d(options, interrupted, progress, notice);
         return d.Run();
     } catch (const Aborted&) {
         // Interrupted before the load began (replicas still starting): nothing to report, and

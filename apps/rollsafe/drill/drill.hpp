@@ -15,7 +15,9 @@
 /// - all: rolling, drain, crash, with the replicas settled in between.
 /// The load runs until every step is done and `requests` logical requests were made, or
 /// `max_duration` passed. Then the drill waits for the recovery worker to finish what killed
-/// replicas left half-done, stops everything and audits the store.
+/// replicas left half-done, stops everything and audits the store. The store may hold rows of
+/// earlier runs or other apps: it is read once before the load, and the verdict judges the
+/// run's own keys and accounts (plus store-wide problems that were not there before).
 #pragma once
 
 #include <atomic>
@@ -68,12 +70,21 @@ struct Progress {
     std::string replicas;  ///< e.g. "r1 ready · r4 starting · r2 draining"
 };
 
+/// `url` with any password replaced by `***` (a userinfo `user:secret@` and a `password=`
+/// parameter), so that the reports can show the store URL:
+/// `postgres://app:***@db/rollsafe?sslmode=require&password=***`.
+std::string RedactStoreUrl(std::string url);
+
 /// Runs the drill. `interrupted` is polled (Ctrl-C): when it turns true the run stops
 /// issuing, abandons waiting requests, ends every process it started and returns what it has
 /// (the verdict then fails with cause "interrupted"). `progress` is called about four times a
-/// second from the calling thread. Throws std::runtime_error when the drill cannot start
-/// (nginx missing, a replica that does not become ready, a bad store URL).
+/// second from the calling thread. `notice` (optional, calling thread) gets one sentence for
+/// what the user should know while the run goes on: the store already held rows before the
+/// load (local mode), or the recovery wait ended with rows still in progress. Throws
+/// std::runtime_error when the drill cannot start (nginx missing, a replica that does not
+/// become ready, a bad store URL).
 Report RunDrill(const DrillOptions& options, const std::atomic<bool>& interrupted,
-                const std::function<void(const Progress&)>& progress);
+                const std::function<void(const Progress&)>& progress,
+                const std::function<void(const std::string&)>& notice = {});
 
 }  // namespace rollsafe::drill
