@@ -8,7 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <algorithm>
-
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -134,6 +134,135 @@ TEST(Drill, ShortRunOfEveryScenarioLosesNothing) {
     ASSERT_TRUE(render.exit_code.has_value()) << "chromium timed out";
     EXPECT_EQ(*render.exit_code, 0) << render.out << render.err;
     EXPECT_TRUE(std::filesystem::exists(dir.File("report.png")));
+}
+
+/// Replaces the value after `flag` in `argv`, or appends both.
+void SetFlag(std::vector<std::string>* argv, const std::string& flag, const std::string& value) {
+    auto it = std::find(argv->begin(), argv->end(), flag);
+    if (it != argv->end() && it + 1 != argv->end()) {
+        *(it + 1) = value;
+    } else {
+        argv->push_back(flag);
+        argv->push_back(value);
+    }
+}
+
+/// Runs `sql` on the PostgreSQL server at `url` with psql; false (after a test failure) if not.
+bool Psql(const std::string& url, const std::string& sql) {
+    const ProcessResult p = RunProcess({"psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url,
+                                        "-c", "SET client_min_messages = warning; " + sql});
+    EXPECT_TRUE(p.exit_code && *p.exit_code == 0) << sql << ": " << p.err;
+    return p.exit_code && *p.exit_code == 0;
+}
+
+/// A schema of its own on the ROLLSAFE_TEST_PG server, dropped at the end; `url` points the
+/// store at it.
+class PgSchema {
+  public:
+    PgSchema(const std::string& base, const std::string& name) : base_(base), name_(name) {
+        created_ =
+            Psql(base_, "DROP SCHEMA IF EXISTS " + name_ + " CASCADE; CREATE SCHEMA " + name_);
+        url_ = base_ + (base_.find('?') == std::string::npos ? "?" : "&") +
+               "options=-csearch_path%3D" + name_;
+    }
+    ~PgSchema() { Psql(base_, "DROP SCHEMA IF EXISTS " + name_ + " CASCADE"); }
+    bool created() const { return created_; }
+    const std::string& url() const { return url_; }
+
+  private:
+    std::string base_, name_, url_;
+    bool created_ = false;
+};
+
+const JsonValue* Member(const JsonValue& v, const char* key) {
+    const JsonValue* m = v.Find(key);
+    if (m == nullptr) ADD_FAILURE() << "no \"" << key << "\" in the report";
+    return m;
+}
+
+// Issue 5: the drill on PostgreSQL loses nothing across every scenario; and a second drill on
+// the same store (same --seed: its accounts used to be the first run's) judges only its own
+// rows, reporting what was wrong in the store before it apart.
+TEST(DrillOnPostgres, EveryScenarioLosesNothingAndALaterRunJudgesOnlyItsOwnRows) {
+    const char* base = std::getenv("ROLLSAFE_TEST_PG");
+    // scripts/test.sh (and so CI) always provides one: running without is a failure.
+    ASSERT_TRUE(base != nullptr && *base != '\0')
+        << "ROLLSAFE_TEST_PG is not set: run eval \"$(scripts/services.sh start)\" "
+           "(scripts/test.sh does)";
+    const PgSchema schema(base, "drill_" + std::to_string(::getpid()));
+    ASSERT_TRUE(schema.created());
+
+    // ---- every scenario on a fresh schema ----
+    TempDir dir;
+    auto argv = ShortDrill(dir);
+    SetFlag(&argv, "--store", schema.url());
+    const auto r = RunProcess(argv, 240s);
+    ASSERT_TRUE(r.exit_code.has_value()) << "drill timed out\n" << r.out << r.err;
+    EXPECT_EQ(*r.exit_code, 0) << r.out << r.err;
+    EXPECT_NE(r.out.find("drill: PASS"), std::string::npos) << r.out;
+    const JsonValue report = LoadReport(dir.File("report.json"));
+    const double requests = Count(report, "requests");
+    EXPECT_GE(requests, 300);
+    EXPECT_EQ(Count(report, "acknowledged"), requests);
+    for (const char* k : {"failed", "lost", "duplicated", "half_done", "balance_mismatches"})
+        EXPECT_EQ(Count(report, k), 0) << k << "\n" << r.out;
+    const JsonValue* config = Member(report, "config");
+    ASSERT_NE(config, nullptr);
+    EXPECT_EQ(config->GetString("store").value_or(""), schema.url());
+    const JsonValue* before = Member(report, "store_before");
+    ASSERT_NE(before, nullptr);
+    const JsonValue* read = before->Find("read");
+    EXPECT_TRUE(read != nullptr && read->IsBool() && read->AsBool());
+    EXPECT_EQ(before->GetNumber("operations").value_or(-1), 0);
+    std::vector<std::string> phases;
+    if (const auto* p = report.Find("phases"); p != nullptr && p->IsArray())
+        for (const auto& ph : p->AsArray()) phases.push_back(ph.GetString("name").value_or(""));
+    for (const char* want : {"rolling", "drain", "crash"})
+        EXPECT_NE(std::find(phases.begin(), phases.end(), want), phases.end()) << want;
+    int killed = 0;
+    if (const auto* rs = report.Find("replicas"); rs != nullptr && rs->IsArray())
+        for (const auto& rep : rs->AsArray())
+            if (const auto* k = rep.Find("sigkilled"); k != nullptr && k->IsBool() && k->AsBool())
+                ++killed;
+    EXPECT_GE(killed, 1);
+    EXPECT_TRUE(ProcessesMentioning(dir.File("work")).empty());
+
+    // ---- another app's broken rows, then a short run with the same seed ----
+    ASSERT_TRUE(Psql(schema.url(),
+                     "INSERT INTO accounts(account, balance, last_seq) VALUES ('other-app', 5, 0);"
+                     "INSERT INTO resources(id, data, created_at, idempotency_key) VALUES "
+                     "('other-1', '{}', '2026-01-01T00:00:00.000Z', 'other-key')"));
+    TempDir dir2;
+    auto again = ShortDrill(dir2);
+    SetFlag(&again, "--store", schema.url());
+    SetFlag(&again, "--scenario", "crash");
+    SetFlag(&again, "--requests", "100");
+    SetFlag(&again, "--work-ms", "0..300");  // shorter than the first run: the test's budget
+    SetFlag(&again, "--lease", "1s");
+    const auto r2 = RunProcess(again, 240s);
+    ASSERT_TRUE(r2.exit_code.has_value()) << "drill timed out\n" << r2.out << r2.err;
+    EXPECT_EQ(*r2.exit_code, 0) << r2.out << r2.err;
+    EXPECT_NE(r2.out.find("drill: PASS"), std::string::npos) << r2.out;
+    EXPECT_NE(r2.out.find("(the store also holds 2 problems from before this run)"),
+              std::string::npos)
+        << r2.out;
+    EXPECT_NE(r2.out.find("already in the store before this run, not counted"), std::string::npos)
+        << r2.out;
+    EXPECT_NE(r2.err.find("the store already holds " +
+                          std::to_string(static_cast<long long>(requests)) + " journal rows"),
+              std::string::npos)
+        << r2.err;
+    const JsonValue report2 = LoadReport(dir2.File("report.json"));
+    for (const char* k : {"failed", "lost", "duplicated", "half_done", "balance_mismatches"})
+        EXPECT_EQ(Count(report2, k), 0) << k << "\n" << r2.out;
+    EXPECT_EQ(Count(report2, "earlier_problems"), 2) << r2.out;
+    EXPECT_NE(report.GetString("run_id").value_or("a"), report2.GetString("run_id").value_or("a"))
+        << "two runs with one seed must not share their accounts";
+    const JsonValue* before2 = Member(report2, "store_before");
+    ASSERT_NE(before2, nullptr);
+    EXPECT_EQ(before2->GetNumber("operations").value_or(-1), requests);
+    EXPECT_EQ(before2->GetNumber("problems").value_or(-1), 2);
+    EXPECT_TRUE(ProcessesMentioning(dir2.File("work")).empty());
 }
 
 TEST(Drill, WithoutRetriesDrainDelayAndGatewayRetryTheAuditReportsFailures) {
