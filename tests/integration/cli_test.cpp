@@ -66,6 +66,7 @@ TEST(Cli, OtherBadFlagValuesAreUsageErrors) {
     const std::vector<std::vector<std::string>> bad = {
         {"--drain-delay", "5x"}, {"--shutdown-timeout", "1 s"}, {"--header-timeout", "ms"},
         {"--threads", "many"},   {"--sync", "sometimes"},       {"--max-connections", "lots"},
+        {"--pg-pool", "0"},      {"--pg-batch", "0"},           {"--pg-batch", "65"},
         {"--no-such-flag"},
     };
     for (const auto& extra : bad) {
