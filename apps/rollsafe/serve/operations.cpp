@@ -472,6 +472,8 @@ boost::asio::awaitable<Response> RunOperation(OperationEnv& env, const store::Op
         bool owned = true;
         std::int64_t highest = 0;
         auto st = co_await Commit(env.store, [&](store::Tx& tx) {
+            owned = true;  // a job may run more than once
+            highest = 0;
             try {
                 res = Finalize(tx, env, plan, op, state, guard.fence());
             } catch (const store::FencedError& f) {
@@ -580,6 +582,11 @@ boost::asio::awaitable<Response> HandleIdempotentPost(OperationEnv& env, Request
     bool fast_done = false;
     std::int64_t highest = 0;
     auto claim_job = [&](store::Tx& tx) {
+        // A job may run more than once (a PostgreSQL batch re-run): start from nothing.
+        claim = {};
+        fast = {};
+        fast_done = false;
+        highest = 0;
         // One point lookup first: a retry (the replay) is decided by it alone, without
         // building or attempting anything.
         if (auto existing = tx.GetOperation(fresh.principal, fresh.key)) {
@@ -637,8 +644,6 @@ boost::asio::awaitable<Response> HandleIdempotentPost(OperationEnv& env, Request
             fence_guard = std::move(got.guard);
         }
         if (fence_guard && env.after_commit) env.after_commit("writing");
-        claim = {};
-        fast_done = false;
         st = co_await Commit(env.store, claim_job);
         if (st.kind != store::ErrorKind::kFenced) break;
         // The claim and the entry were rolled back together: take a new lock, then retry.

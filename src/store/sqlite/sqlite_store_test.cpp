@@ -610,11 +610,15 @@ TEST(SqliteStore, CreatesTheSchemaAtTheCurrentVersion) {
     TempDir dir;
     const std::string path = dir.File("a.db");
     auto store = OpenSqliteStore(path);
-    EXPECT_EQ(QueryText(path, "PRAGMA user_version"), "1");
+    EXPECT_EQ(QueryText(path, "PRAGMA user_version"), "2");
     EXPECT_EQ(
         QueryText(path,
                   "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='resources'"),
         "1");
+    EXPECT_EQ(QueryText(path,
+                        "SELECT count(*) FROM pragma_table_info('accounts') WHERE name = "
+                        "'fence'"),
+              "1");
 }
 
 TEST(OpenStore, RejectsUnsupportedSchemes) {
