@@ -3,6 +3,8 @@
 #include <hiredis/hiredis.h>
 
 #include <atomic>
+#include <cerrno>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -18,10 +20,14 @@ namespace rollsafe::lock {
 namespace {
 
 // SET NX PX and INCR in one script: a token is only ever issued together with the lock, and
-// two grants of one name can never get the same or a lower token.
+// two grants of one name can never get the same or a lower token. Idempotent for one holder
+// token: an acquire whose reply was lost and is sent again finds its own lock and gets the same
+// fencing token back, instead of waiting for its own lock to expire.
 constexpr const char* kAcquire =
     "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then "
-    "return redis.call('INCR', KEYS[2]) end return 0";
+    "return redis.call('INCR', KEYS[2]) end "
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "return tonumber(redis.call('GET', KEYS[2]) or '0') end return 0";
 // Compare-and-delete: a holder whose lock expired must not delete its successor's.
 constexpr const char* kRelease =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
@@ -34,6 +40,7 @@ struct Endpoint {
     std::string host;
     int port = 6379;
     int db = 0;
+    std::string user;  ///< Redis 6 ACL user; empty: the default user
     std::string password;
 };
 
@@ -47,7 +54,12 @@ Endpoint ParseUrl(const std::string& url) {
         std::string auth = rest.substr(0, at);
         rest = rest.substr(at + 1);
         const auto colon = auth.find(':');
-        ep.password = colon == std::string::npos ? auth : auth.substr(colon + 1);
+        if (colon == std::string::npos) {
+            ep.password = auth;
+        } else {
+            ep.user = auth.substr(0, colon);
+            ep.password = auth.substr(colon + 1);
+        }
     }
     if (auto slash = rest.find('/'); slash != std::string::npos) {
         const std::string db = rest.substr(slash + 1);
@@ -96,6 +108,18 @@ struct ReplyDeleter {
 };
 using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
 
+/// Sends one command and reads its reply (null when the connection failed).
+Reply Send(redisContext* c, const std::vector<std::string>& argv) {
+    std::vector<const char*> a;
+    std::vector<size_t> len;
+    for (const auto& s : argv) {
+        a.push_back(s.data());
+        len.push_back(s.size());
+    }
+    return Reply(static_cast<redisReply*>(
+        redisCommandArgv(c, static_cast<int>(a.size()), a.data(), len.data())));
+}
+
 /// One connection, reopened on the next command after any failure.
 class Conn {
   public:
@@ -111,23 +135,21 @@ class Conn {
     std::optional<Reply> Command(const std::vector<std::string>& argv, std::string* why) {
         const bool reused = c_ != nullptr;
         auto r = Once(argv, why);
-        if (!r && reused && !c_) r = Once(argv, why);
+        // Only a connection the server had closed (EOF, reset) is worth a second try; a timeout
+        // means Redis is slow or gone, and trying again would only double the wait.
+        if (!r && reused && peer_closed_) r = Once(argv, why);
         return r;
     }
 
   private:
     std::optional<Reply> Once(const std::vector<std::string>& argv, std::string* why) {
+        peer_closed_ = false;
         if (!Ensure(why)) return std::nullopt;
-        std::vector<const char*> a;
-        std::vector<size_t> len;
-        for (const auto& s : argv) {
-            a.push_back(s.data());
-            len.push_back(s.size());
-        }
-        Reply r(static_cast<redisReply*>(
-            redisCommandArgv(c_, static_cast<int>(a.size()), a.data(), len.data())));
+        Reply r = Send(c_, argv);
         if (!r) {
             *why = std::string("redis: ") + (c_->errstr[0] ? c_->errstr : "no reply");
+            peer_closed_ = c_->err == REDIS_ERR_EOF ||
+                           (c_->err == REDIS_ERR_IO && (errno == ECONNRESET || errno == EPIPE));
             Close();  // a timed-out connection may still deliver the late reply: never reuse it
             return std::nullopt;
         }
@@ -151,14 +173,7 @@ class Conn {
         const timeval cmd = ToTimeval(o_.command_timeout);
         redisSetTimeout(c_, cmd);
         auto setup = [&](std::vector<std::string> argv) {
-            std::vector<const char*> a;
-            std::vector<size_t> len;
-            for (const auto& s : argv) {
-                a.push_back(s.data());
-                len.push_back(s.size());
-            }
-            Reply r(static_cast<redisReply*>(
-                redisCommandArgv(c_, static_cast<int>(a.size()), a.data(), len.data())));
+            Reply r = Send(c_, argv);
             if (!r || r->type == REDIS_REPLY_ERROR) {
                 *why = "redis " + argv[0] +
                        " failed: " + (r ? std::string(r->str, r->len) : std::string(c_->errstr));
@@ -166,7 +181,10 @@ class Conn {
             }
             return true;
         };
-        if ((!ep_.password.empty() && !setup({"AUTH", ep_.password})) ||
+        const std::vector<std::string> auth =
+            ep_.user.empty() ? std::vector<std::string>{"AUTH", ep_.password}
+                             : std::vector<std::string>{"AUTH", ep_.user, ep_.password};
+        if ((!ep_.password.empty() && !setup(auth)) ||
             (ep_.db != 0 && !setup({"SELECT", std::to_string(ep_.db)}))) {
             Close();
             return false;
@@ -181,6 +199,7 @@ class Conn {
     Endpoint ep_;
     RedisOptions o_;
     redisContext* c_ = nullptr;
+    bool peer_closed_ = false;
 };
 
 class RedisLock final : public LockService {
@@ -210,7 +229,7 @@ class RedisLock final : public LockService {
                 Attempt a;
                 if (!r || (*r)->type != REDIS_REPLY_INTEGER) {
                     a.error = r ? "redis: unexpected reply to the lock script" : why;
-                    Up(false);
+                    if (!r) Failed(why);
                 } else {
                     Up(true);
                     if ((*r)->integer > 0) {
@@ -223,9 +242,9 @@ class RedisLock final : public LockService {
                 }
                 done(std::move(a));
             },
-            [done] {
+            [done](const std::string& why) {
                 Attempt a;
-                a.error = "the lock service is shut down";
+                a.error = why;
                 done(std::move(a));
             });
     }
@@ -236,10 +255,13 @@ class RedisLock final : public LockService {
             [this, name, token, done](Conn& c) {
                 std::string why;
                 auto r = c.Command({"EVAL", kRelease, "1", LockKey(name), token}, &why);
-                Up(r.has_value());
+                if (r)
+                    Up(true);
+                else
+                    Failed(why);
                 if (done) done(r && (*r)->type == REDIS_REPLY_INTEGER && (*r)->integer == 1);
             },
-            [done] {
+            [done](const std::string&) {
                 if (done) done(false);
             });
     }
@@ -251,10 +273,13 @@ class RedisLock final : public LockService {
                 std::string why;
                 auto r =
                     c.Command({"EVAL", kRaise, "1", FenceKey(name), std::to_string(highest)}, &why);
-                Up(r.has_value());
+                if (r)
+                    Up(true);
+                else
+                    Failed(why);
                 if (done) done(r.has_value());
             },
-            [done] {
+            [done](const std::string&) {
                 if (done) done(false);
             });
     }
@@ -275,14 +300,30 @@ class RedisLock final : public LockService {
     }
 
   private:
+    using Clock = std::chrono::steady_clock;
     struct Item {
         std::function<void(Conn&)> run;
-        std::function<void()> refuse;
+        std::function<void(const std::string& why)> refuse;
+        Clock::time_point queued;
     };
 
-    std::string LockKey(const std::string& name) const { return o_.key_prefix + "lock:" + name; }
-    std::string FenceKey(const std::string& name) const { return o_.key_prefix + "fence:" + name; }
+    // One hash tag for both keys of a name: on a Redis Cluster they live in one slot, as a
+    // script that touches both requires.
+    std::string LockKey(const std::string& name) const {
+        return o_.key_prefix + "{" + name + "}:lock";
+    }
+    std::string FenceKey(const std::string& name) const {
+        return o_.key_prefix + "{" + name + "}:fence";
+    }
     void Up(bool up) { up_.store(up, std::memory_order_relaxed); }
+    /// After a failure, calls fail at once for kFailFast instead of each waiting out the
+    /// timeouts again behind one another; the first call after it probes Redis.
+    void Failed(const std::string& why) {
+        Up(false);
+        std::lock_guard lock(mu_);
+        last_error_ = why;
+        fail_until_ = Clock::now() + kFailFast;
+    }
 
     std::string NewToken() {
         // Unique per grant: the release must only ever match the grant it belongs to.
@@ -294,16 +335,20 @@ class RedisLock final : public LockService {
         return buf;
     }
 
-    void Submit(std::function<void(Conn&)> run, std::function<void()> refuse) {
+    void Submit(std::function<void(Conn&)> run, std::function<void(const std::string&)> refuse) {
+        std::string why = "the lock service is shut down";
         {
             std::lock_guard lock(mu_);
-            if (!stopping_) {
-                queue_.push_back({std::move(run), std::move(refuse)});
+            if (!stopping_ && Clock::now() >= fail_until_) {
+                queue_.push_back({std::move(run), std::move(refuse), Clock::now()});
                 cv_.notify_one();
                 return;
             }
+            if (!stopping_)
+                why =
+                    last_error_ + " (not retried for " + std::to_string(kFailFast.count()) + " ms)";
         }
-        refuse();
+        refuse(why);
     }
 
     void Loop(Conn& conn) {
@@ -316,6 +361,13 @@ class RedisLock final : public LockService {
                 item = std::move(queue_.front());
                 queue_.pop_front();
             }
+            // A call that waited longer than a command may take (the threads were stuck on a
+            // silent Redis) is answered now rather than after yet another wait.
+            if (Clock::now() - item.queued > o_.command_timeout) {
+                item.refuse("the lock service did not take the call within " +
+                            std::to_string(o_.command_timeout.count()) + " ms");
+                continue;
+            }
             item.run(conn);
         }
         // Stopping: whatever is still queued is refused, not run against a closing pool.
@@ -327,7 +379,7 @@ class RedisLock final : public LockService {
                 item = std::move(queue_.front());
                 queue_.pop_front();
             }
-            item.refuse();
+            item.refuse("the lock service is shut down");
         }
     }
 
@@ -341,6 +393,9 @@ class RedisLock final : public LockService {
     bool stopping_ = false;
     std::once_flag stopped_;
     std::atomic<bool> up_{true};
+    static constexpr std::chrono::milliseconds kFailFast{250};
+    Clock::time_point fail_until_{};  // guarded by mu_
+    std::string last_error_;          // guarded by mu_
     std::uint64_t seed_ = 0;
     std::atomic<std::uint64_t> counter_{0};
 };

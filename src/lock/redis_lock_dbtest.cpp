@@ -13,8 +13,10 @@
 #include <future>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "rollsafe/lock/lock.hpp"
+#include "testing/own_redis.hpp"
 #include "testing/temp_dir.hpp"
 
 namespace rollsafe::lock {
@@ -30,7 +32,10 @@ std::string RedisUrl() {
 RedisOptions Prefixed() {
     static std::atomic<int> n{0};
     RedisOptions o;
-    o.key_prefix = "test:" + std::to_string(::getpid()) + ":" + std::to_string(n++) + ":";
+    // Unique across runs on the long-lived shared Redis (a pid may come back).
+    o.key_prefix = "test:" + std::to_string(::getpid()) + ":" +
+                   std::to_string(std::chrono::system_clock::now().time_since_epoch().count()) +
+                   ":" + std::to_string(n++) + ":";
     return o;
 }
 
@@ -135,51 +140,12 @@ TEST(RedisLockUrl, BadUrlsAreRefusedNamingTheProblemAndADeadServerAtStartIsAnErr
     }
 }
 
-/// A redis-server of this test's own (the shared one must not be stopped), on a free port.
-class OwnRedis {
-  public:
-    explicit OwnRedis(const std::string& dir) : dir_(dir) {
-        port_ = 20000 + static_cast<int>(::getpid() % 20000);
-    }
-    ~OwnRedis() { Stop(); }
-    bool Start() {
-        const std::string cmd = "redis-server --bind 127.0.0.1 --port " + std::to_string(port_) +
-                                " --save '' --appendonly no --daemonize yes --dir " + dir_ +
-                                " --pidfile " + dir_ + "/redis.pid --logfile " + dir_ +
-                                "/redis.log";
-        if (std::system(cmd.c_str()) != 0) return false;
-        for (int i = 0; i < 250; ++i) {
-            std::ifstream f(dir_ + "/redis.pid");
-            if (f >> pid_ && pid_ > 0 &&
-                std::system(
-                    ("redis-cli -p " + std::to_string(port_) + " ping >/dev/null 2>&1").c_str()) ==
-                    0)
-                return true;
-            std::this_thread::sleep_for(20ms);
-        }
-        return false;
-    }
-    void Stop() {
-        if (pid_ <= 0) return;
-        ::kill(pid_, SIGKILL);
-        for (int i = 0; i < 250 && ::kill(pid_, 0) == 0; ++i) std::this_thread::sleep_for(20ms);
-        pid_ = 0;
-        std::remove((dir_ + "/redis.pid").c_str());
-    }
-    std::string Url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
-
-  private:
-    std::string dir_;
-    int port_ = 0;
-    pid_t pid_ = 0;
-};
-
 // Redis killed: attempts fail fast as kUnavailable (never hang); Redis back, empty (no
 // persistence): the next attempt reconnects, and its token restarts low — which is what
 // RaiseFence is for.
 TEST(RedisLockOutage, UnreachableRedisFailsAttemptsFastAndTheServiceReconnects) {
     rollsafe::testing::TempDir dir;
-    OwnRedis redis(dir.Path());
+    rollsafe::testing::OwnRedis redis(dir.Path());
     ASSERT_TRUE(redis.Start()) << "cannot start redis-server (apt-get install redis-server)";
     RedisOptions o = Prefixed();
     o.connect_timeout = 300ms;
@@ -194,14 +160,62 @@ TEST(RedisLockOutage, UnreachableRedisFailsAttemptsFastAndTheServiceReconnects) 
     EXPECT_FALSE(down.error.empty());
     EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s) << "an attempt must not hang";
     EXPECT_FALSE(lock->Healthy());
+    // Right after a failure, calls fail at once for a moment instead of waiting out timeouts
+    // again; a caller retries, as the server's clients do.
+    Attempt fast = Acquire(*lock, "acct", 10s);
+    EXPECT_EQ(fast.result, Attempt::Result::kUnavailable);
     ASSERT_TRUE(redis.Start());
-    const Attempt back = Acquire(*lock, "acct", 10s);
+    Attempt back;
+    const auto retry_until = std::chrono::steady_clock::now() + 5s;
+    do {
+        back = Acquire(*lock, "acct", 10s);
+        if (back.result == Attempt::Result::kUnavailable) std::this_thread::sleep_for(50ms);
+    } while (back.result == Attempt::Result::kUnavailable &&
+             std::chrono::steady_clock::now() < retry_until);
     ASSERT_EQ(back.result, Attempt::Result::kAcquired) << back.error;
     EXPECT_TRUE(lock->Healthy());
     EXPECT_EQ(back.fence, 1) << "a Redis without persistence restarts its counter";
     lock->Shutdown();
     Attempt after = Acquire(*lock, "acct", 10s);
     EXPECT_EQ(after.result, Attempt::Result::kUnavailable) << "calls after Shutdown fail";
+}
+
+// A Redis that stops answering (SIGSTOP: connections still accepted): every call queued behind
+// the stuck ones is answered within about one command timeout, not one timeout each in turn.
+TEST(RedisLockOutage, ASilentRedisAnswersEveryQueuedCallWithinAboutOneCommandTimeout) {
+    rollsafe::testing::TempDir dir;
+    rollsafe::testing::OwnRedis redis(dir.Path());
+    ASSERT_TRUE(redis.Start()) << "cannot start redis-server (apt-get install redis-server)";
+    RedisOptions o = Prefixed();
+    o.connect_timeout = 300ms;
+    o.command_timeout = 300ms;
+    auto lock = OpenRedisLock(redis.Url(), o);
+    ASSERT_EQ(Acquire(*lock, "warm", 10s).result, Attempt::Result::kAcquired);
+    redis.Pause();
+    constexpr int kCalls = 24;  // one timeout each, in turn on 2 threads, would take 3.6 s
+    std::vector<std::promise<Attempt>> answers(kCalls);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < kCalls; ++i)
+        lock->TryAcquire("acct-" + std::to_string(i), 500ms,
+                         [&answers, i](Attempt a) { answers[i].set_value(std::move(a)); });
+    for (int i = 0; i < kCalls; ++i) {
+        auto f = answers[i].get_future();
+        ASSERT_EQ(f.wait_for(10s), std::future_status::ready) << "call " << i << " hung";
+        EXPECT_EQ(f.get().result, Attempt::Result::kUnavailable) << "call " << i;
+    }
+    const auto took = std::chrono::steady_clock::now() - t0;
+    EXPECT_LT(took, 2500ms) << "queued calls waited out timeouts one after another";
+    EXPECT_FALSE(lock->Healthy());
+    redis.Resume();
+    Attempt back;
+    const auto retry_until = std::chrono::steady_clock::now() + 5s;
+    do {
+        back = Acquire(*lock, "after", 10s);
+        if (back.result == Attempt::Result::kUnavailable) std::this_thread::sleep_for(50ms);
+    } while (back.result == Attempt::Result::kUnavailable &&
+             std::chrono::steady_clock::now() < retry_until);
+    EXPECT_EQ(back.result, Attempt::Result::kAcquired) << back.error;
+    EXPECT_TRUE(lock->Healthy());
 }
 
 }  // namespace

@@ -32,7 +32,9 @@ struct Attempt {
 };
 
 /// Named locks with expiry and fencing tokens. Thread-safe. Calls return at once; callbacks run
-/// exactly once, on the service's own threads (never the caller's): hop back to your executor.
+/// exactly once, on the service's own threads, except for a call refused on the spot (after
+/// Shutdown, or within a short fail-fast window after Redis failed), whose callback runs on the
+/// caller's thread before the call returns: hop back to your executor either way.
 class LockService {
   public:
     virtual ~LockService() = default;
@@ -65,12 +67,13 @@ struct RedisOptions {
     std::chrono::milliseconds command_timeout{1000};
     /// Connections, one thread each.
     int connections = 2;
-    /// Keys are `<prefix>lock:<name>` (the holder's token, with a PX expiry) and
-    /// `<prefix>fence:<name>` (the INCR counter of fencing tokens).
+    /// Keys are `<prefix>{<name>}:lock` (the holder's token, with a PX expiry) and
+    /// `<prefix>{<name>}:fence` (the INCR counter of fencing tokens); the hash tag keeps both
+    /// in one Redis Cluster slot.
     std::string key_prefix = "rollsafe:";
 };
 
-/// Parses `redis://[:PASSWORD@]HOST[:PORT][/DB]` (port 6379, db 0 by default; IPv6 hosts in
+/// Parses `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]` (port 6379, db 0 by default; IPv6 hosts in
 /// brackets) and connects. Throws std::invalid_argument naming what is wrong with the URL, and
 /// std::runtime_error when Redis does not answer a PING at start. Afterwards an unreachable
 /// Redis only fails attempts (kUnavailable) until a connection is made again.
