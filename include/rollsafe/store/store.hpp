@@ -90,8 +90,8 @@ struct Error : std::runtime_error {
     ErrorKind kind;
 };
 
-/// Thrown by Tx::AppendEntry when the write carries a fencing token lower than the highest the
-/// store has seen for that account: the writer's lock expired and somebody else has written
+/// Thrown by Tx::AppendEntry when the write carries a fencing token not higher than the highest
+/// the store has seen for that account: the writer's lock expired and somebody else has written
 /// under a newer one since. Nothing was written.
 struct FencedError : Error {
     FencedError(const std::string& account, std::int64_t token, std::int64_t highest_seen)
@@ -154,10 +154,10 @@ class Tx {
     ///
     /// `fence` is the fencing token of the lock the caller holds on the account (`--lock
     /// redis`), or 0 when the store itself orders the account's writers (`--lock postgres`:
-    /// a transaction-scoped advisory lock; SQLite: its single writer). A token lower than the
-    /// highest the store has seen for the account throws FencedError, writing nothing; an
-    /// accepted one becomes the new highest. Tokens only ever rise, so a lock holder that was
-    /// paused past its lock's expiry cannot write after its successor has.
+    /// a transaction-scoped advisory lock; SQLite: its single writer). A token not higher than
+    /// the highest the store has seen for the account throws FencedError, writing nothing; an
+    /// accepted one becomes the new highest. Tokens only ever rise and each writes once, so a
+    /// lock holder that was paused past its lock's expiry cannot write after its successor has.
     virtual bool AppendEntry(LedgerEntry& entry, std::int64_t fence) = 0;
     /// Balance and entries in seq order; nullopt for an account never written.
     virtual std::optional<std::pair<std::int64_t, std::vector<LedgerEntry>>> GetAccount(

@@ -370,14 +370,15 @@ class PgTx final : public Tx {
             }
         } else {
             // The fenced write is the account's serialisation point: the UPDATE row-locks the
-            // account until commit, and READ COMMITTED re-checks `fence <= $2` against the
-            // latest committed version, so a writer that waited behind a newer token's commit
-            // is refused instead of writing over it. The row must exist to be locked.
+            // account until commit, and READ COMMITTED re-checks `fence < $2` against the
+            // latest committed version, so a writer that waited behind a newer (or the same)
+            // token's commit is refused instead of writing after it. The row must exist to be
+            // locked.
             Q("INSERT INTO accounts(account, balance, last_seq, fence) VALUES ($1, 0, 0, 0)"
               " ON CONFLICT (account) DO NOTHING",
               {e.account});
             auto r =
-                Q("UPDATE accounts SET fence = $2 WHERE account = $1 AND fence <= $2"
+                Q("UPDATE accounts SET fence = $2 WHERE account = $1 AND fence < $2"
                   " RETURNING balance, last_seq",
                   {e.account, N(fence)});
             if (PQntuples(r.get()) == 0) {
@@ -388,7 +389,6 @@ class PgTx final : public Tx {
             last_seq = Int(r.get(), 0, 1);
             highest = fence;
         }
-        if (fence > 0 && fence < highest) throw FencedError(e.account, fence, highest);
         std::int64_t next = 0;
         if (__builtin_add_overflow(balance, e.amount, &next)) return false;
         e.balance = next;

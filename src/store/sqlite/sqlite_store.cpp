@@ -369,7 +369,9 @@ class SqliteTx final : public Tx {
             }
             sqlite3_reset(s);
         }
-        if (fence > 0 && fence < highest) throw FencedError(e.account, fence, highest);
+        // Strictly higher: a token writes once, so two holders that were handed the same token
+        // (a lock service that lost its counter, then raised it) cannot both write.
+        if (fence > 0 && fence <= highest) throw FencedError(e.account, fence, highest);
         std::int64_t next = 0;
         if (__builtin_add_overflow(balance, e.amount, &next)) return false;
         e.balance = next;
