@@ -209,7 +209,8 @@ boost::asio::awaitable<LockOutcome> TakeAccountLock(OperationEnv& env, const std
         return r;
     };
     const auto give_up = env.clock.SteadyNow() + env.lock_ttl + std::chrono::seconds(1);
-    std::chrono::milliseconds backoff{2};
+    // A lock is held for one short transaction: poll often, or every waiter oversleeps it.
+    std::chrono::milliseconds backoff{1};
     for (;;) {
         // The lock's lifetime is counted from before the request: it may be granted at once.
         const auto asked = env.clock.SteadyNow();
@@ -243,7 +244,7 @@ boost::asio::awaitable<LockOutcome> TakeAccountLock(OperationEnv& env, const std
                 "nothing was stored");
             co_return out;
         }
-        backoff = std::min(backoff * 2, std::chrono::milliseconds(50));
+        backoff = std::min(backoff * 2, std::chrono::milliseconds(8));
     }
 }
 
@@ -561,7 +562,7 @@ boost::asio::awaitable<Response> HandleIdempotentPost(OperationEnv& env, Request
     }
 
     // Taken after any wait, so that the lease starts when the work can.
-    const std::int64_t now = util::UnixMillis(env.clock);
+    std::int64_t now = util::UnixMillis(env.clock);
     store::Operation fresh;
     fresh.principal = journal::PrincipalFor(req.Header("Authorization"));
     fresh.key = *key;
@@ -642,6 +643,12 @@ boost::asio::awaitable<Response> HandleIdempotentPost(OperationEnv& env, Request
             auto got = co_await TakeAccountLock(env, plan.account, ctx);
             if (got.error) co_return *got.error;
             fence_guard = std::move(got.guard);
+        }
+        if (attempt > 1) {
+            // A retry may come seconds later (lock waits): its lease and decisions start now.
+            now = util::UnixMillis(env.clock);
+            fresh.lease_until_ms = now + env.lease.count();
+            fresh.created_at_ms = fresh.updated_at_ms = now;
         }
         if (fence_guard && env.after_commit) env.after_commit("writing");
         st = co_await Commit(env.store, claim_job);
