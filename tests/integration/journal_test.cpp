@@ -12,6 +12,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -21,21 +22,16 @@
 #include "testing/raw_http.hpp"
 #include "testing/serve_helpers.hpp"
 #include "testing/sqlite_cli.hpp"
+#include "testing/test_store.hpp"
 
 namespace rollsafe::testing {
 namespace {
 
 using namespace std::chrono_literals;
 
-/// Options for a replica on the store file `db`.
-ServeOptions Replica(const std::string& db, std::vector<std::string> args,
-                     std::vector<std::pair<std::string, std::string>> env = {}) {
-    ServeOptions o;
-    o.extra_args = std::move(args);
-    o.db_path = db;
-    o.env = std::move(env);
-    return o;
-}
+/// The journal's acceptance cases run on both stores: SQLite and PostgreSQL (a fresh schema of
+/// ROLLSAFE_TEST_PG per test).
+class JournalOnStore : public ::testing::TestWithParam<std::string> {};
 
 /// Headers for a JSON POST with exactly these extra headers (no automatic key).
 Headers PostHeaders(std::initializer_list<std::pair<std::string, std::string>> extra) {
@@ -108,8 +104,8 @@ void ExpectAuditClean(const std::string& db) {
 /// Sends `body` with `key` from 100 threads at once, each on its own connection, and checks
 /// the outcome: every answer is 201 (one original, the rest replays, all of one resource) or
 /// 409 + Retry-After, and one resource row exists. A later retry replays that resource.
-void ExpectOneEffectForConcurrentKey(ServeProcess& server, const std::string& key,
-                                     const std::string& body) {
+void ExpectOneEffectForConcurrentKey(ServeProcess& server, const std::string& db,
+                                     const std::string& key, const std::string& body) {
     constexpr int kClients = 100;
     std::vector<HttpConnection> conns;
     for (int i = 0; i < kClients; ++i) {
@@ -158,7 +154,7 @@ void ExpectOneEffectForConcurrentKey(ServeProcess& server, const std::string& ke
                             << " 201s, " << conflicts << " 409s)";
     EXPECT_EQ(ids.size(), 1u) << "201s name different resources";
     EXPECT_EQ(bodies.size(), 1u) << "201s differ in their bodies";
-    EXPECT_EQ(ResourceCountForKey(server.DbPath(), key), "1");
+    EXPECT_EQ(ResourceCountForKey(db, key), "1");
 
     // Whoever retries after a 409 gets the one result.
     const HttpResponse late = Fetch(server.ApiPort(), "POST", "/resources",
@@ -169,13 +165,15 @@ void ExpectOneEffectForConcurrentKey(ServeProcess& server, const std::string& ke
     if (!ids.empty()) {
         EXPECT_EQ(*late_id, *ids.begin());
     }
-    EXPECT_EQ(ResourceCountForKey(server.DbPath(), key), "1");
+    EXPECT_EQ(ResourceCountForKey(db, key), "1");
 }
 
 // ---- 1. replay, and one effect under 100 concurrent requests with one key ----
 
-TEST(Journal, SameKeyReplaysStoredResponseAndHundredConcurrentRequestsCreateOneResource) {
-    ServeProcess server({"--drain-delay", "100ms"});
+TEST_P(JournalOnStore, SameKeyReplaysStoredResponseAndHundredConcurrentRequestsCreateOneResource) {
+    TestStore store(GetParam());
+    ASSERT_TRUE(store.ok());
+    ServeProcess server(store.Replica({"--drain-delay", "100ms"}));
     const std::string body = ResourceBody(R"({"order":1})");
 
     const HttpResponse first = Fetch(server.ApiPort(), "POST", "/resources",
@@ -191,7 +189,7 @@ TEST(Journal, SameKeyReplaysStoredResponseAndHundredConcurrentRequestsCreateOneR
     EXPECT_EQ(second.body, first.body) << "a replay must be the stored body byte for byte";
     EXPECT_EQ(second.Header("Location"), first.Header("Location"));
     EXPECT_EQ(second.Header("Content-Type"), first.Header("Content-Type"));
-    EXPECT_EQ(ResourceCountForKey(server.DbPath(), "replay-1"), "1");
+    EXPECT_EQ(ResourceCountForKey(store.Url(), "replay-1"), "1");
 
     // 100 clients, each on its own connection, send one key at the same moment: once with
     // work (300 ms: the first is still running while the others arrive, so they see it in
@@ -199,18 +197,21 @@ TEST(Journal, SameKeyReplaysStoredResponseAndHundredConcurrentRequestsCreateOneR
     // commit, so the others replay).
     for (const long long work_ms : {300LL, 0LL}) {
         SCOPED_TRACE("work_ms " + std::to_string(work_ms));
-        ExpectOneEffectForConcurrentKey(server, "concurrent-" + std::to_string(work_ms),
+        ExpectOneEffectForConcurrentKey(server, store.Url(),
+                                        "concurrent-" + std::to_string(work_ms),
                                         ResourceBody(R"({"order":2})", work_ms));
     }
 
     StopGracefully(server, 5s);
-    ExpectAuditClean(server.DbPath());
+    ExpectAuditClean(store.Url());
 }
 
 // ---- 2. mismatch, key validation, principal scoping ----
 
-TEST(Journal, RejectsBadKeysAndChangedRequestsAndScopesKeysByPrincipal) {
-    ServeProcess server({"--drain-delay", "100ms"});
+TEST_P(JournalOnStore, RejectsBadKeysAndChangedRequestsAndScopesKeysByPrincipal) {
+    TestStore store(GetParam());
+    ASSERT_TRUE(store.ok());
+    ServeProcess server(store.Replica({"--drain-delay", "100ms"}));
     const std::uint16_t port = server.ApiPort();
 
     const std::string body = ResourceBody(R"({"v":"original"})");
@@ -235,12 +236,11 @@ TEST(Journal, RejectsBadKeysAndChangedRequestsAndScopesKeysByPrincipal) {
     EXPECT_EQ(CreatedId(replay), original_id) << replay.Describe();
     EXPECT_TRUE(IsReplayed(replay)) << replay.Describe();
     EXPECT_EQ(replay.body, original.body);
-    EXPECT_EQ(ResourceCountForKey(server.DbPath(), "mm-1"), "1");
-    EXPECT_EQ(SqliteOneRow(server.DbPath(), "SELECT count(*) FROM entries"), "0");
+    EXPECT_EQ(ResourceCountForKey(store.Url(), "mm-1"), "1");
+    EXPECT_EQ(SqliteOneRow(store.Url(), "SELECT count(*) FROM entries"), "0");
 
     // Keys: missing, empty, 256 characters, a byte outside ASCII, a space, a control character.
-    const std::string journal_before =
-        SqliteOneRow(server.DbPath(), "SELECT count(*) FROM journal");
+    const std::string journal_before = SqliteOneRow(store.Url(), "SELECT count(*) FROM journal");
     struct BadKey {
         const char* what;
         std::optional<std::string> value;
@@ -263,7 +263,7 @@ TEST(Journal, RejectsBadKeysAndChangedRequestsAndScopesKeysByPrincipal) {
         const HttpResponse r = Fetch(port, "POST", "/resources", h, ResourceBody("1"));
         EXPECT_TRUE(IsProblem(r, 400)) << "key " << b.what;
     }
-    EXPECT_EQ(SqliteOneRow(server.DbPath(), "SELECT count(*) FROM journal"), journal_before)
+    EXPECT_EQ(SqliteOneRow(store.Url(), "SELECT count(*) FROM journal"), journal_before)
         << "a rejected key must not reach the journal";
     // The limits themselves are accepted: 255 characters, and the whole visible range.
     const std::string longest(255, 'k');
@@ -302,17 +302,17 @@ TEST(Journal, RejectsBadKeysAndChangedRequestsAndScopesKeysByPrincipal) {
     EXPECT_TRUE(IsReplayed(alice_again) && alice_again.body == alice.body)
         << alice_again.Describe();
     EXPECT_TRUE(IsReplayed(bob_again) && bob_again.body == bob.body) << bob_again.Describe();
-    EXPECT_EQ(SqliteOneRow(server.DbPath(),
+    EXPECT_EQ(SqliteOneRow(store.Url(),
                            "SELECT count(*), count(DISTINCT principal) FROM resources"
                            " WHERE idempotency_key = 'shared-key'"),
               "3|3");
-    EXPECT_EQ(SqliteOneRow(server.DbPath(),
-                           "SELECT count(*) FROM journal WHERE principal LIKE '%token-%'"),
-              "0")
+    EXPECT_EQ(
+        SqliteOneRow(store.Url(), "SELECT count(*) FROM journal WHERE principal LIKE '%token-%'"),
+        "0")
         << "the credential itself must not be stored as the principal";
 
     StopGracefully(server, 5s);
-    ExpectAuditClean(server.DbPath());
+    ExpectAuditClean(store.Url());
 }
 
 // ---- 3. SIGKILL right after each recovery point, then a restart on the same store ----
@@ -324,13 +324,13 @@ struct CrashCase {
 
 void PrintTo(const CrashCase& c, std::ostream* os) { *os << c.point << ", work_ms " << c.work_ms; }
 
-class JournalCrash : public ::testing::TestWithParam<CrashCase> {};
+class JournalCrash : public ::testing::TestWithParam<std::tuple<CrashCase, std::string>> {};
 
 constexpr std::chrono::milliseconds kCrashLease{1000};
 constexpr std::chrono::milliseconds kCrashRecoveryInterval{200};
 
 TEST_P(JournalCrash, SigkillAfterRecoveryPointCompletesExactlyOnceOnRestart) {
-    const CrashCase c = GetParam();
+    const CrashCase c = std::get<0>(GetParam());
     const std::string point = c.point;
     const std::string key = std::string("crash-") + c.point;
     const std::string body = ResourceBody(R"({"crash":")" + point + R"("})", c.work_ms);
@@ -341,15 +341,16 @@ TEST_P(JournalCrash, SigkillAfterRecoveryPointCompletesExactlyOnceOnRestart) {
                                              std::to_string(kCrashRecoveryInterval.count()) + "ms",
                                              "--drain-delay",
                                              "100ms"};
-    TempDir dir;
-    const std::string db = dir.Path() + "/journal.db";
+    TestStore store(std::get<1>(GetParam()));
+    ASSERT_TRUE(store.ok());
+    const std::string db = store.Url();
 
     // Inject: the first replica kills itself right after `point` commits.
     std::string reserved_id;
     {
         std::vector<std::string> args = timing;
         args.insert(args.end(), {"--name", "crashing"});
-        ServeProcess crashing(Replica(db, args, {{"ROLLSAFE_TEST_CRASH_AFTER", point}}));
+        ServeProcess crashing(store.Replica(args, {{"ROLLSAFE_TEST_CRASH_AFTER", point}}));
         HttpConnection post = HttpConnection::Connect(crashing.ApiPort());
         ASSERT_TRUE(post.IsOpen());
         ASSERT_EQ(
@@ -391,7 +392,7 @@ TEST_P(JournalCrash, SigkillAfterRecoveryPointCompletesExactlyOnceOnRestart) {
     // Restore: a replica without the fault on the same file.
     std::vector<std::string> args = timing;
     args.insert(args.end(), {"--name", "restarted"});
-    ServeProcess restarted(Replica(db, args));
+    ServeProcess restarted(store.Replica(args));
     const auto t0 = SteadyClock::now();
     const auto bound =
         kCrashLease + kCrashRecoveryInterval + std::chrono::milliseconds(c.work_ms) + 3s;
@@ -433,28 +434,32 @@ TEST_P(JournalCrash, SigkillAfterRecoveryPointCompletesExactlyOnceOnRestart) {
 }
 
 INSTANTIATE_TEST_SUITE_P(RecoveryPoints, JournalCrash,
-                         ::testing::Values(CrashCase{"reserved", 3000}, CrashCase{"worked", 1500},
-                                           CrashCase{"completed", 1500}),
-                         [](const ::testing::TestParamInfo<CrashCase>& p) {
-                             return std::string(p.param.point);
+                         ::testing::Combine(::testing::Values(CrashCase{"reserved", 3000},
+                                                              CrashCase{"worked", 1500},
+                                                              CrashCase{"completed", 1500}),
+                                            ::testing::Values("sqlite", "postgres")),
+                         [](const ::testing::TestParamInfo<std::tuple<CrashCase, std::string>>& p) {
+                             return std::string(std::get<0>(p.param).point) + "_" +
+                                    std::get<1>(p.param);
                          });
 
 // ---- 4. the shutdown deadline hands a running operation to another replica ----
 
-TEST(Journal, ShutdownDeadlineReleasesLeaseSoRetryOnOtherReplicaTakesOverAtOnce) {
+TEST_P(JournalOnStore, ShutdownDeadlineReleasesLeaseSoRetryOnOtherReplicaTakesOverAtOnce) {
     constexpr long long kWorkMs = 10'000;  // far beyond A's shutdown deadline
     constexpr auto kLease = 10s;           // the default; the retry must not wait for it
-    TempDir dir;
-    const std::string db = dir.Path() + "/journal.db";
+    TestStore store(GetParam());
+    ASSERT_TRUE(store.ok());
+    const std::string db = store.Url();
     const std::string key = "deadline-handover";
     const std::string body = ResourceBody(R"({"handover":true})", kWorkMs);
     const std::string where = " WHERE principal = 'anonymous' AND key = " + SqlQuote(key);
     // No recovery scans during the test (1 h): the client's retry is what takes the released
     // operation over, instead of racing B's recovery worker for it.
-    ServeProcess a(Replica(db, {"--name", "A", "--drain-delay", "100ms", "--shutdown-timeout", "1s",
-                                "--recovery-interval", "1h"}));
+    ServeProcess a(store.Replica({"--name", "A", "--drain-delay", "100ms", "--shutdown-timeout",
+                                  "1s", "--recovery-interval", "1h"}));
     ServeProcess b(
-        Replica(db, {"--name", "B", "--drain-delay", "100ms", "--recovery-interval", "1h"}));
+        store.Replica({"--name", "B", "--drain-delay", "100ms", "--recovery-interval", "1h"}));
 
     HttpConnection post = HttpConnection::Connect(a.ApiPort());
     ASSERT_TRUE(post.IsOpen());
@@ -523,6 +528,9 @@ TEST(Journal, ShutdownDeadlineReleasesLeaseSoRetryOnOtherReplicaTakesOverAtOnce)
     StopGracefully(b, 5s);
     ExpectAuditClean(db);
 }
+
+INSTANTIATE_TEST_SUITE_P(Stores, JournalOnStore, ::testing::Values("sqlite", "postgres"),
+                         [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
 
 }  // namespace
 }  // namespace rollsafe::testing

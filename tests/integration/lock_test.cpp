@@ -23,6 +23,7 @@
 #include "testing/raw_http.hpp"
 #include "testing/serve_helpers.hpp"
 #include "testing/temp_dir.hpp"
+#include "testing/test_store.hpp"
 
 namespace rollsafe::testing {
 namespace {
@@ -38,33 +39,6 @@ std::string EnvOrFail(const char* name) {
     }
     return v;
 }
-
-/// A PostgreSQL schema of this test's own, dropped at the end; Url() points the store at it.
-class PgSchema {
-  public:
-    explicit PgSchema(const std::string& tag) {
-        base_ = EnvOrFail("ROLLSAFE_TEST_PG");
-        name_ = tag + "_" + std::to_string(::getpid());
-        Psql("DROP SCHEMA IF EXISTS " + name_ + " CASCADE; CREATE SCHEMA " + name_);
-    }
-    ~PgSchema() {
-        if (!base_.empty()) Psql("DROP SCHEMA IF EXISTS " + name_ + " CASCADE");
-    }
-    std::string Url() const {
-        return base_ + (base_.find('?') == std::string::npos ? "?" : "&") +
-               "options=-csearch_path%3D" + name_;
-    }
-    bool ok() const { return !base_.empty(); }
-
-  private:
-    void Psql(const std::string& sql) {
-        const ProcessResult p =
-            RunProcess({"psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", base_, "-c",
-                        "SET client_min_messages = warning; " + sql});
-        EXPECT_TRUE(p.exit_code && *p.exit_code == 0) << sql << ": " << p.err;
-    }
-    std::string base_, name_;
-};
 
 Headers EntryHeaders(const std::string& key) {
     return {{"Content-Type", "application/json"}, {"Idempotency-Key", key}};
@@ -105,7 +79,7 @@ class Fencing : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(Fencing, APausedLockHolderNeverWritesAfterItsSuccessorAndTheAccountAddsUp) {
     const std::string point = GetParam();
-    PgSchema schema("fence_" + point);
+    TestStore schema("postgres");
     const std::string redis = EnvOrFail("ROLLSAFE_TEST_REDIS");
     ASSERT_TRUE(schema.ok() && !redis.empty());
     const std::string lock = redis + "/1";
