@@ -13,14 +13,20 @@
 #include "testing/raw_http.hpp"
 #include "testing/serve_helpers.hpp"
 #include "testing/sqlite_cli.hpp"
+#include "testing/test_store.hpp"
 
 namespace rollsafe::testing {
 namespace {
 
 using namespace std::chrono_literals;
 
-TEST(Retention, CompletedRowsAreDeletedAfterRetentionAndTheKeyIsThenNew) {
-    ServeProcess server({"--retention", "1s", "--recovery-interval", "200ms"});
+// Retention and the ledger's edges, on both stores.
+class OnStore : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(OnStore, CompletedRowsAreDeletedAfterRetentionAndTheKeyIsThenNew) {
+    TestStore store(GetParam());
+    ASSERT_TRUE(store.ok());
+    ServeProcess server(store.Replica({"--retention", "1s", "--recovery-interval", "200ms"}));
     const HttpResponse first =
         Fetch(server.ApiPort(), "POST", "/resources", JsonHeaders("keep-1"), ResourceBody("1"));
     ASSERT_EQ(first.status, 201) << first.Describe();
@@ -32,8 +38,8 @@ TEST(Retention, CompletedRowsAreDeletedAfterRetentionAndTheKeyIsThenNew) {
     EXPECT_EQ(again.body, first.body);
 
     std::string last;
-    EXPECT_TRUE(SqlitePoll(server.DbPath(), "SELECT count(*) FROM journal WHERE key = 'keep-1'",
-                           "0", DeadlineIn(10s), &last))
+    EXPECT_TRUE(SqlitePoll(store.Url(), "SELECT count(*) FROM journal WHERE key = 'keep-1'", "0",
+                           DeadlineIn(10s), &last))
         << "the completed journal row was not deleted after the retention; last count " << last;
     EXPECT_TRUE(server.WaitForLine("\"event\":\"retention\"", DeadlineIn(2s)));
 
@@ -53,8 +59,10 @@ HttpResponse PostEntry(std::uint16_t port, const std::string& account, const std
     return Fetch(port, "POST", "/accounts/" + account + "/entries", JsonHeaders(key), body);
 }
 
-TEST(Ledger, OverflowIsAnswered422AndItsRetryReplaysThe422) {
-    ServeProcess server;
+TEST_P(OnStore, LedgerOverflowIsAnswered422AndItsRetryReplaysThe422) {
+    TestStore store(GetParam());
+    ASSERT_TRUE(store.ok());
+    ServeProcess server(store.Replica());
     const std::int64_t max = std::numeric_limits<std::int64_t>::max();
     const HttpResponse big =
         PostEntry(server.ApiPort(), "acc", "big", "{\"amount\":" + std::to_string(max) + "}");
@@ -73,11 +81,13 @@ TEST(Ledger, OverflowIsAnswered422AndItsRetryReplaysThe422) {
     EXPECT_NE(down.body.find("\"seq\":2,"), std::string::npos) << down.body;
     EXPECT_NE(down.body.find("\"balance\":" + std::to_string(max - 5)), std::string::npos)
         << down.body;
-    EXPECT_EQ(RunAudit(server.DbPath()).exit_code, 0);
+    EXPECT_EQ(RunAudit(store.Url()).exit_code, 0);
 }
 
-TEST(Ledger, RejectsBadEntriesWithoutStoringAnything) {
-    ServeProcess server;
+TEST_P(OnStore, LedgerRejectsBadEntriesWithoutStoringAnything) {
+    TestStore store(GetParam());
+    ASSERT_TRUE(store.ok());
+    ServeProcess server(store.Replica());
     for (const std::string& body : std::vector<std::string>{
              R"({"amount":0})", R"({"amount":1.5})", R"({"amount":"5"})", R"({})",
              R"({"amount":1,"memo":5})", R"({"amount":1,"extra":true})",
@@ -89,8 +99,11 @@ TEST(Ledger, RejectsBadEntriesWithoutStoringAnything) {
         PostEntry(server.ApiPort(), "bad%20acc", "", R"({"amount":1})");
     EXPECT_EQ(bad_account.status, 400) << bad_account.Describe();
     EXPECT_EQ(Fetch(server.ApiPort(), "GET", "/accounts/acc").status, 404);
-    EXPECT_EQ(SqliteOneRow(server.DbPath(), "SELECT count(*) FROM journal"), "0");
+    EXPECT_EQ(SqliteOneRow(store.Url(), "SELECT count(*) FROM journal"), "0");
 }
+
+INSTANTIATE_TEST_SUITE_P(Stores, OnStore, ::testing::Values("sqlite", "postgres"),
+                         [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
 
 }  // namespace
 }  // namespace rollsafe::testing
