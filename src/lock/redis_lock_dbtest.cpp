@@ -50,6 +50,17 @@ Attempt Acquire(LockService& l, const std::string& name, std::chrono::millisecon
     return f.get();
 }
 
+/// Retries while the service answers kUnavailable (at most 5 s), as the server's clients would.
+Attempt AcquireOnceUp(LockService& l, const std::string& name) {
+    Attempt a;
+    const auto until = std::chrono::steady_clock::now() + 5s;
+    do {
+        a = Acquire(l, name, 10s);
+        if (a.result == Attempt::Result::kUnavailable) std::this_thread::sleep_for(50ms);
+    } while (a.result == Attempt::Result::kUnavailable && std::chrono::steady_clock::now() < until);
+    return a;
+}
+
 bool Release(LockService& l, const std::string& name, const std::string& token) {
     std::promise<bool> p;
     auto f = p.get_future();
@@ -165,13 +176,7 @@ TEST(RedisLockOutage, UnreachableRedisFailsAttemptsFastAndTheServiceReconnects) 
     Attempt fast = Acquire(*lock, "acct", 10s);
     EXPECT_EQ(fast.result, Attempt::Result::kUnavailable);
     ASSERT_TRUE(redis.Start());
-    Attempt back;
-    const auto retry_until = std::chrono::steady_clock::now() + 5s;
-    do {
-        back = Acquire(*lock, "acct", 10s);
-        if (back.result == Attempt::Result::kUnavailable) std::this_thread::sleep_for(50ms);
-    } while (back.result == Attempt::Result::kUnavailable &&
-             std::chrono::steady_clock::now() < retry_until);
+    const Attempt back = AcquireOnceUp(*lock, "acct");
     ASSERT_EQ(back.result, Attempt::Result::kAcquired) << back.error;
     EXPECT_TRUE(lock->Healthy());
     EXPECT_EQ(back.fence, 1) << "a Redis without persistence restarts its counter";
@@ -207,13 +212,7 @@ TEST(RedisLockOutage, ASilentRedisAnswersEveryQueuedCallWithinAboutOneCommandTim
     EXPECT_LT(took, 2500ms) << "queued calls waited out timeouts one after another";
     EXPECT_FALSE(lock->Healthy());
     redis.Resume();
-    Attempt back;
-    const auto retry_until = std::chrono::steady_clock::now() + 5s;
-    do {
-        back = Acquire(*lock, "after", 10s);
-        if (back.result == Attempt::Result::kUnavailable) std::this_thread::sleep_for(50ms);
-    } while (back.result == Attempt::Result::kUnavailable &&
-             std::chrono::steady_clock::now() < retry_until);
+    const Attempt back = AcquireOnceUp(*lock, "after");
     EXPECT_EQ(back.result, Attempt::Result::kAcquired) << back.error;
     EXPECT_TRUE(lock->Healthy());
 }
