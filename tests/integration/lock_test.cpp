@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <tuple>
 
 #include <gtest/gtest.h>
 
@@ -75,15 +76,20 @@ char ProcState(pid_t pid) {
 /// Where the paused holder stops: right after taking the lock ("locked": it notices on waking
 /// that the lock is too old and takes a new one), or right before its write goes to the store
 /// ("writing": the store refuses the stale token).
-class Fencing : public ::testing::TestWithParam<std::string> {};
+/// With work (work_ms 300) the entry is claimed without the lock and runs reserve → work →
+/// finalize; only the last phase takes the lock (RunOperation's path, which the recovery
+/// worker shares); without work, claim and write are one commit under the lock.
+class Fencing : public ::testing::TestWithParam<std::tuple<std::string, int>> {};
 
 TEST_P(Fencing, APausedLockHolderNeverWritesAfterItsSuccessorAndTheAccountAddsUp) {
-    const std::string point = GetParam();
+    const std::string point = std::get<0>(GetParam());
+    const int work_ms = std::get<1>(GetParam());
     TestStore schema("postgres");
     const std::string redis = EnvOrFail("ROLLSAFE_TEST_REDIS");
     ASSERT_TRUE(schema.ok() && !redis.empty());
     const std::string lock = redis + "/1";
-    const std::string account = "fenced-" + point + "-" + std::to_string(::getpid());
+    const std::string account =
+        "fenced-" + point + std::to_string(work_ms) + "-" + std::to_string(::getpid());
     auto replica = [&](const std::string& name, bool paused) {
         ServeOptions o;
         o.store_url = schema.Url();
@@ -99,8 +105,10 @@ TEST_P(Fencing, APausedLockHolderNeverWritesAfterItsSuccessorAndTheAccountAddsUp
     // A takes the account's lock for its entry and freezes.
     HttpConnection to_a = HttpConnection::Connect(a->ApiPort());
     ASSERT_TRUE(to_a.IsOpen());
-    ASSERT_EQ(to_a.SendRaw(BuildRequest("POST", "/accounts/" + account + "/entries",
-                                        EntryHeaders("from-a"), EntryBody(10, "a"))),
+    ASSERT_EQ(to_a.SendRaw(BuildRequest(
+                  "POST", "/accounts/" + account + "/entries", EntryHeaders("from-a"),
+                  work_ms ? R"({"amount":10,"memo":"a","work_ms":)" + std::to_string(work_ms) + "}"
+                          : EntryBody(10, "a"))),
               0);
     ASSERT_TRUE(a->WaitForLine("\"event\":\"test_stop\"", DeadlineIn(10s)))
         << "replica a never reached '" << point << "'";
@@ -156,8 +164,13 @@ TEST_P(Fencing, APausedLockHolderNeverWritesAfterItsSuccessorAndTheAccountAddsUp
     EXPECT_EQ(*audit.exit_code, 0) << audit.err;
 }
 
-INSTANTIATE_TEST_SUITE_P(PausePoint, Fencing, ::testing::Values("locked", "writing"),
-                         [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
+INSTANTIATE_TEST_SUITE_P(PausePoint, Fencing,
+                         ::testing::Combine(::testing::Values("locked", "writing"),
+                                            ::testing::Values(0, 300)),
+                         [](const ::testing::TestParamInfo<std::tuple<std::string, int>>& p) {
+                             return std::get<0>(p.param) +
+                                    (std::get<1>(p.param) ? "_with_work" : "");
+                         });
 
 // Redis killed: entries answer 503 + Retry-After, naming the lock service, and store nothing;
 // resources (no lock) keep working and readiness stays 200 (every replica shares the one

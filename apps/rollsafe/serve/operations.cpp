@@ -266,6 +266,8 @@ void LogFenced(const std::string& account, const store::Operation& op, std::int6
 
 /// Fenced writes retried under a new lock before answering 503.
 constexpr int kFencedAttempts = 3;
+/// Locks taken in a row because each was already too old to write under.
+constexpr int kFreshTakes = 3;
 
 }  // namespace
 
@@ -456,8 +458,11 @@ boost::asio::awaitable<Response> RunOperation(OperationEnv& env, const store::Op
     if (ctx.Cancelled()) co_return co_await cancelled();
     FenceGuard guard;
     for (int attempt = 1;; ++attempt) {
-        if (plan.kind == Plan::Kind::kEntry && env.account_lock &&
-            !guard.Fresh(env.clock.SteadyNow())) {
+        // A lock found too old to write under (a pause, even right after taking it) is taken
+        // again; past kFreshTakes the store's fencing check is what stands guard.
+        for (int take = 0; take < kFreshTakes && plan.kind == Plan::Kind::kEntry &&
+                           env.account_lock && !guard.Fresh(env.clock.SteadyNow());
+             ++take) {
             if (guard) CountLock(env, "expired");
             guard.Reset();
             auto got = co_await TakeAccountLock(env, plan.account, ctx);
@@ -636,8 +641,10 @@ boost::asio::awaitable<Response> HandleIdempotentPost(OperationEnv& env, Request
     };
     store::Status st;
     for (int attempt = 1;; ++attempt) {
-        if (wants_lock && !fence_guard.Fresh(env.clock.SteadyNow())) {
-            // Held too long (a pause, a slow store) to write safely: take it again first.
+        // Held too long (a pause, a slow store) to write safely: take it again first.
+        for (int take = 0;
+             take < kFreshTakes && wants_lock && !fence_guard.Fresh(env.clock.SteadyNow());
+             ++take) {
             if (fence_guard) CountLock(env, "expired");
             fence_guard.Reset();
             auto got = co_await TakeAccountLock(env, plan.account, ctx);
