@@ -9,12 +9,12 @@
 #include <deque>
 #include <mutex>
 #include <optional>
-#include <random>
 #include <stdexcept>
 #include <thread>
 #include <vector>
 
 #include "rollsafe/lock/lock.hpp"
+#include "rollsafe/util/random.hpp"
 
 namespace rollsafe::lock {
 namespace {
@@ -211,27 +211,25 @@ class RedisLock final : public LockService {
         std::string why;
         auto pong = conns_[0]->Command({"PING"}, &why);
         if (!pong) throw std::runtime_error(why);
-        std::random_device rd;
-        seed_ = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
         for (auto& c : conns_) threads_.emplace_back([this, conn = c.get()] { Loop(*conn); });
     }
     ~RedisLock() override { Shutdown(); }
 
     void TryAcquire(const std::string& name, std::chrono::milliseconds ttl,
                     std::function<void(Attempt)> done) override {
-        const std::string token = NewToken();
+        // Unique per grant: a release must only ever match the grant it belongs to.
+        const std::string token = util::NewUuid(random_);
         Submit(
             [this, name, ttl, token, done](Conn& c) {
                 std::string why;
-                auto r = c.Command({"EVAL", kAcquire, "2", LockKey(name), FenceKey(name), token,
-                                    std::to_string(std::max<std::int64_t>(1, ttl.count()))},
-                                   &why);
+                auto r = Run(c,
+                             {"EVAL", kAcquire, "2", LockKey(name), FenceKey(name), token,
+                              std::to_string(std::max<std::int64_t>(1, ttl.count()))},
+                             &why);
                 Attempt a;
                 if (!r || (*r)->type != REDIS_REPLY_INTEGER) {
                     a.error = r ? "redis: unexpected reply to the lock script" : why;
-                    if (!r) Failed(why);
                 } else {
-                    Up(true);
                     if ((*r)->integer > 0) {
                         a.result = Attempt::Result::kAcquired;
                         a.fence = (*r)->integer;
@@ -254,11 +252,7 @@ class RedisLock final : public LockService {
         Submit(
             [this, name, token, done](Conn& c) {
                 std::string why;
-                auto r = c.Command({"EVAL", kRelease, "1", LockKey(name), token}, &why);
-                if (r)
-                    Up(true);
-                else
-                    Failed(why);
+                auto r = Run(c, {"EVAL", kRelease, "1", LockKey(name), token}, &why);
                 if (done) done(r && (*r)->type == REDIS_REPLY_INTEGER && (*r)->integer == 1);
             },
             [done](const std::string&) {
@@ -272,11 +266,7 @@ class RedisLock final : public LockService {
             [this, name, highest, done](Conn& c) {
                 std::string why;
                 auto r =
-                    c.Command({"EVAL", kRaise, "1", FenceKey(name), std::to_string(highest)}, &why);
-                if (r)
-                    Up(true);
-                else
-                    Failed(why);
+                    Run(c, {"EVAL", kRaise, "1", FenceKey(name), std::to_string(highest)}, &why);
                 if (done) done(r.has_value());
             },
             [done](const std::string&) {
@@ -315,24 +305,18 @@ class RedisLock final : public LockService {
     std::string FenceKey(const std::string& name) const {
         return o_.key_prefix + "{" + name + "}:fence";
     }
-    void Up(bool up) { up_.store(up, std::memory_order_relaxed); }
-    /// After a failure, calls fail at once for kFailFast instead of each waiting out the
-    /// timeouts again behind one another; the first call after it probes Redis.
-    void Failed(const std::string& why) {
-        Up(false);
-        std::lock_guard lock(mu_);
-        last_error_ = why;
-        fail_until_ = Clock::now() + kFailFast;
-    }
-
-    std::string NewToken() {
-        // Unique per grant: the release must only ever match the grant it belongs to.
-        const std::uint64_t n = counter_.fetch_add(1, std::memory_order_relaxed);
-        std::mt19937_64 g(seed_ ^ (n * 0x9e3779b97f4a7c15ULL));
-        char buf[40];
-        std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(g()),
-                      static_cast<unsigned long long>(n));
-        return buf;
+    /// Runs one command and keeps the health in step: an answer means up; no answer means
+    /// down, and calls fail at once for kFailFast instead of each waiting out the timeouts
+    /// again behind one another (the first call after it probes Redis).
+    std::optional<Reply> Run(Conn& c, const std::vector<std::string>& argv, std::string* why) {
+        auto r = c.Command(argv, why);
+        up_.store(r.has_value(), std::memory_order_relaxed);
+        if (!r) {
+            std::lock_guard lock(mu_);
+            last_error_ = *why;
+            fail_until_ = Clock::now() + kFailFast;
+        }
+        return r;
     }
 
     void Submit(std::function<void(Conn&)> run, std::function<void(const std::string&)> refuse) {
@@ -396,8 +380,7 @@ class RedisLock final : public LockService {
     static constexpr std::chrono::milliseconds kFailFast{250};
     Clock::time_point fail_until_{};  // guarded by mu_
     std::string last_error_;          // guarded by mu_
-    std::uint64_t seed_ = 0;
-    std::atomic<std::uint64_t> counter_{0};
+    util::RandomSource random_ = util::SystemRandom();
 };
 
 }  // namespace

@@ -154,14 +154,23 @@ TEST(RedisLockUrl, BadUrlsAreRefusedNamingTheProblemAndADeadServerAtStartIsAnErr
 // Redis killed: attempts fail fast as kUnavailable (never hang); Redis back, empty (no
 // persistence): the next attempt reconnects, and its token restarts low — which is what
 // RaiseFence is for.
-TEST(RedisLockOutage, UnreachableRedisFailsAttemptsFastAndTheServiceReconnects) {
+/// A redis-server of the test's own (the shared one must keep running), and a lock service on
+/// it with short timeouts.
+class RedisLockOutage : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        ASSERT_TRUE(redis.Start()) << "cannot start redis-server (apt-get install redis-server)";
+        RedisOptions o = Prefixed();
+        o.connect_timeout = 300ms;
+        o.command_timeout = 300ms;
+        lock = OpenRedisLock(redis.Url(), o);
+    }
     rollsafe::testing::TempDir dir;
-    rollsafe::testing::OwnRedis redis(dir.Path());
-    ASSERT_TRUE(redis.Start()) << "cannot start redis-server (apt-get install redis-server)";
-    RedisOptions o = Prefixed();
-    o.connect_timeout = 300ms;
-    o.command_timeout = 300ms;
-    auto lock = OpenRedisLock(redis.Url(), o);
+    rollsafe::testing::OwnRedis redis{dir.Path()};
+    std::unique_ptr<LockService> lock;
+};
+
+TEST_F(RedisLockOutage, UnreachableRedisFailsAttemptsFastAndTheServiceReconnects) {
     const Attempt first = Acquire(*lock, "acct", 10s);
     ASSERT_EQ(first.result, Attempt::Result::kAcquired) << first.error;
     redis.Stop();
@@ -187,14 +196,7 @@ TEST(RedisLockOutage, UnreachableRedisFailsAttemptsFastAndTheServiceReconnects) 
 
 // A Redis that stops answering (SIGSTOP: connections still accepted): every call queued behind
 // the stuck ones is answered within about one command timeout, not one timeout each in turn.
-TEST(RedisLockOutage, ASilentRedisAnswersEveryQueuedCallWithinAboutOneCommandTimeout) {
-    rollsafe::testing::TempDir dir;
-    rollsafe::testing::OwnRedis redis(dir.Path());
-    ASSERT_TRUE(redis.Start()) << "cannot start redis-server (apt-get install redis-server)";
-    RedisOptions o = Prefixed();
-    o.connect_timeout = 300ms;
-    o.command_timeout = 300ms;
-    auto lock = OpenRedisLock(redis.Url(), o);
+TEST_F(RedisLockOutage, ASilentRedisAnswersEveryQueuedCallWithinAboutOneCommandTimeout) {
     ASSERT_EQ(Acquire(*lock, "warm", 10s).result, Attempt::Result::kAcquired);
     redis.Pause();
     constexpr int kCalls = 24;  // one timeout each, in turn on 2 threads, would take 3.6 s

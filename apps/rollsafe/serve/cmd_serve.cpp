@@ -73,8 +73,7 @@ int Run(const Flags& f) {
     so.replica_name = f.name.empty() ? HostName() : f.name;
 
     // --lock: which mechanism orders the ledger entries of one account across replicas.
-    const bool pg_store =
-        f.store.starts_with("postgres://") || f.store.starts_with("postgresql://");
+    const bool pg_store = store::IsPostgresUrl(f.store);
     const std::string lock_mode =
         f.lock.empty() ? (pg_store ? "postgres" : "local") : f.lock.substr(0, f.lock.find(':'));
     if (lock_mode == "postgres" && !pg_store) {

@@ -248,26 +248,45 @@ boost::asio::awaitable<LockOutcome> TakeAccountLock(OperationEnv& env, const std
     }
 }
 
-/// After the store refused a stale token: make the lock service's next token exceed what the
-/// store has seen (a no-op unless the service lost its counter).
-boost::asio::awaitable<void> RaiseFence(OperationEnv& env, const std::string& account,
-                                        std::int64_t highest) {
+/// Locks taken in a row because each was already too old to write under.
+constexpr int kFreshTakes = 3;
+
+/// Makes `guard` a lock on `account` young enough to write under: a lock that is too old (a
+/// pause, a slow store — even one right after it was taken) is taken again, at most
+/// kFreshTakes times; past that the store's fencing check stands guard. Returns the 503 when no
+/// lock could be taken.
+boost::asio::awaitable<std::optional<Response>> TakeFreshLock(OperationEnv& env,
+                                                              const std::string& account,
+                                                              http::RequestContext& ctx,
+                                                              FenceGuard& guard) {
+    for (int take = 0; take < kFreshTakes && !guard.Fresh(env.clock.SteadyNow()); ++take) {
+        if (guard) CountLock(env, "expired");
+        guard.Reset();
+        auto got = co_await TakeAccountLock(env, account, ctx);
+        if (got.error) co_return std::move(got.error);
+        guard = std::move(got.guard);
+    }
+    co_return std::nullopt;
+}
+
+/// After the store refused `guard`'s token (our lock expired and another holder wrote since;
+/// nothing of ours was written): counts and logs it, makes the lock service's next token exceed
+/// what the store has seen (a no-op unless the service lost its counter), and drops the lock.
+boost::asio::awaitable<void> OnFenced(OperationEnv& env, const std::string& account,
+                                      const std::string& key, FenceGuard& guard,
+                                      std::int64_t highest) {
+    CountLock(env, "fenced");
+    util::LogEvent(
+        "lock_fenced",
+        {{"account", account}, {"key", key}, {"fence", guard.fence()}, {"highest_seen", highest}});
     co_await http::AwaitCallback<bool>([&](std::function<void(bool)> cb) {
         env.account_lock->RaiseFence(account, highest, std::move(cb));
     });
-}
-
-void LogFenced(const std::string& account, const store::Operation& op, std::int64_t fence,
-               std::int64_t highest) {
-    util::LogEvent(
-        "lock_fenced",
-        {{"account", account}, {"key", op.key}, {"fence", fence}, {"highest_seen", highest}});
+    guard.Reset();
 }
 
 /// Fenced writes retried under a new lock before answering 503.
 constexpr int kFencedAttempts = 3;
-/// Locks taken in a row because each was already too old to write under.
-constexpr int kFreshTakes = 3;
 
 }  // namespace
 
@@ -458,20 +477,12 @@ boost::asio::awaitable<Response> RunOperation(OperationEnv& env, const store::Op
     if (ctx.Cancelled()) co_return co_await cancelled();
     FenceGuard guard;
     for (int attempt = 1;; ++attempt) {
-        // A lock found too old to write under (a pause, even right after taking it) is taken
-        // again; past kFreshTakes the store's fencing check is what stands guard.
-        for (int take = 0; take < kFreshTakes && plan.kind == Plan::Kind::kEntry &&
-                           env.account_lock && !guard.Fresh(env.clock.SteadyNow());
-             ++take) {
-            if (guard) CountLock(env, "expired");
-            guard.Reset();
-            auto got = co_await TakeAccountLock(env, plan.account, ctx);
-            if (got.error) {
+        if (plan.kind == Plan::Kind::kEntry && env.account_lock) {
+            if (auto error = co_await TakeFreshLock(env, plan.account, ctx, guard)) {
                 // Hand the operation back at once: a retry elsewhere need not wait for the lease.
                 co_await release();
-                co_return *got.error;
+                co_return *error;
             }
-            guard = std::move(got.guard);
         }
         if (guard) hook("writing");
         Response res;
@@ -493,11 +504,7 @@ boost::asio::awaitable<Response> RunOperation(OperationEnv& env, const store::Op
             return store::Status::Ok();
         });
         if (st.kind == store::ErrorKind::kFenced) {
-            // Our lock expired and another holder wrote since: nothing of ours was written.
-            CountLock(env, "fenced");
-            LogFenced(plan.account, op, guard.fence(), highest);
-            co_await RaiseFence(env, plan.account, highest);
-            guard.Reset();
+            co_await OnFenced(env, plan.account, op.key, guard, highest);
             if (attempt < kFencedAttempts) continue;
             co_await release();  // a retry elsewhere need not wait for our lease
         }
@@ -560,9 +567,8 @@ boost::asio::awaitable<Response> HandleIdempotentPost(OperationEnv& env, Request
         // An entry with no work is claimed and written in one commit: under the account lock.
         wants_lock = !known && plan.work_ms == 0 && env.account_lock;
         if (wants_lock) {
-            auto got = co_await TakeAccountLock(env, plan.account, ctx);
-            if (got.error) co_return *got.error;
-            fence_guard = std::move(got.guard);
+            if (auto error = co_await TakeFreshLock(env, plan.account, ctx, fence_guard))
+                co_return *error;
         }
     }
 
@@ -641,15 +647,9 @@ boost::asio::awaitable<Response> HandleIdempotentPost(OperationEnv& env, Request
     };
     store::Status st;
     for (int attempt = 1;; ++attempt) {
-        // Held too long (a pause, a slow store) to write safely: take it again first.
-        for (int take = 0;
-             take < kFreshTakes && wants_lock && !fence_guard.Fresh(env.clock.SteadyNow());
-             ++take) {
-            if (fence_guard) CountLock(env, "expired");
-            fence_guard.Reset();
-            auto got = co_await TakeAccountLock(env, plan.account, ctx);
-            if (got.error) co_return *got.error;
-            fence_guard = std::move(got.guard);
+        if (wants_lock) {
+            if (auto error = co_await TakeFreshLock(env, plan.account, ctx, fence_guard))
+                co_return *error;
         }
         if (attempt > 1) {
             // A retry may come seconds later (lock waits): its lease and decisions start now.
@@ -661,10 +661,7 @@ boost::asio::awaitable<Response> HandleIdempotentPost(OperationEnv& env, Request
         st = co_await Commit(env.store, claim_job);
         if (st.kind != store::ErrorKind::kFenced) break;
         // The claim and the entry were rolled back together: take a new lock, then retry.
-        CountLock(env, "fenced");
-        LogFenced(plan.account, fresh, fence_guard.fence(), highest);
-        co_await RaiseFence(env, plan.account, highest);
-        fence_guard.Reset();
+        co_await OnFenced(env, plan.account, fresh.key, fence_guard, highest);
         if (attempt >= kFencedAttempts) break;
     }
     if (!st.ok()) {

@@ -13,6 +13,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -227,6 +228,9 @@ class Store {
 /// processes may open the same file. Throws std::runtime_error with a clear message when the
 /// file cannot be opened or migrated.
 std::unique_ptr<Store> OpenSqliteStore(const std::string& path, Durability durability = {});
+
+/// True for `postgres://` and `postgresql://` URLs (the PostgreSQL store's).
+bool IsPostgresUrl(std::string_view url);
 
 /// Parses a `--store` URL. Supported: `sqlite:PATH` (also `sqlite://PATH`) and
 /// `postgres://USER@HOST:PORT/DB?...` (also `postgresql://`; any libpq connection URI): a pool

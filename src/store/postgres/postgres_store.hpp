@@ -10,9 +10,6 @@
 
 namespace rollsafe::store {
 
-/// True for `postgres://` and `postgresql://` URLs.
-bool IsPostgresUrl(std::string_view url);
-
 /// Connects (the URL is a libpq connection URI), creates or migrates the schema under an
 /// advisory lock (or, read-only, checks its version), and starts `durability.pg_pool` worker
 /// threads with one connection each. Throws std::runtime_error when PostgreSQL cannot be
