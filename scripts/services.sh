@@ -144,20 +144,12 @@ start_redis() {
 }
 
 stop_redis() {
-  local pid i
+  local pid
   pid=$(redis_pid) && alive "$pid" || {
     echo "redis: not running" >&2
     return 0
   }
-  kill -TERM "$pid"
-  for ((i = 0; i < 300; i++)); do
-    alive "$pid" || {
-      echo "redis: pid $pid stopped" >&2
-      return 0
-    }
-    sleep 0.1
-  done
-  kill -KILL "$pid"
+  stop_pid redis "$pid" TERM
 }
 
 urls() {
@@ -166,7 +158,7 @@ urls() {
 }
 
 stop_pg() {
-  local pid i
+  local pid
   pid=$(pg_pid) || {
     echo "postgres: not running" >&2
     return 0
@@ -175,15 +167,21 @@ stop_pg() {
     echo "postgres: pid $pid not running" >&2
     return 0
   }
-  kill -INT "$pid" # fast shutdown
+  stop_pid postgres "$pid" INT # SIGINT: PostgreSQL's fast shutdown
+}
+
+# stop_pid NAME PID SIGNAL: sends SIGNAL, waits up to 30 s for the process to go, then KILL
+stop_pid() {
+  local name=$1 pid=$2 i
+  kill -"$3" "$pid"
   for ((i = 0; i < 300; i++)); do
     alive "$pid" || {
-      echo "postgres: pid $pid stopped" >&2
+      echo "$name: pid $pid stopped" >&2
       return 0
     }
     sleep 0.1
   done
-  echo "postgres: pid $pid still running after 30 s, sending KILL" >&2
+  echo "$name: pid $pid still running after 30 s, sending KILL" >&2
   kill -KILL "$pid"
 }
 

@@ -21,6 +21,7 @@
 #include "testing/mini_json.hpp"
 #include "testing/process.hpp"
 #include "testing/temp_dir.hpp"
+#include "testing/test_store.hpp"
 
 namespace rollsafe::testing {
 namespace {
@@ -147,33 +148,6 @@ void SetFlag(std::vector<std::string>* argv, const std::string& flag, const std:
     }
 }
 
-/// Runs `sql` on the PostgreSQL server at `url` with psql; false (after a test failure) if not.
-bool Psql(const std::string& url, const std::string& sql) {
-    const ProcessResult p = RunProcess({"psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url,
-                                        "-c", "SET client_min_messages = warning; " + sql});
-    EXPECT_TRUE(p.exit_code && *p.exit_code == 0) << sql << ": " << p.err;
-    return p.exit_code && *p.exit_code == 0;
-}
-
-/// A schema of its own on the ROLLSAFE_TEST_PG server, dropped at the end; `url` points the
-/// store at it.
-class PgSchema {
-  public:
-    PgSchema(const std::string& base, const std::string& name) : base_(base), name_(name) {
-        created_ =
-            Psql(base_, "DROP SCHEMA IF EXISTS " + name_ + " CASCADE; CREATE SCHEMA " + name_);
-        url_ = base_ + (base_.find('?') == std::string::npos ? "?" : "&") +
-               "options=-csearch_path%3D" + name_;
-    }
-    ~PgSchema() { Psql(base_, "DROP SCHEMA IF EXISTS " + name_ + " CASCADE"); }
-    bool created() const { return created_; }
-    const std::string& url() const { return url_; }
-
-  private:
-    std::string base_, name_, url_;
-    bool created_ = false;
-};
-
 const JsonValue* Member(const JsonValue& v, const char* key) {
     const JsonValue* m = v.Find(key);
     if (m == nullptr) ADD_FAILURE() << "no \"" << key << "\" in the report";
@@ -200,18 +174,14 @@ int SigkilledAndCheckExits(const JsonValue& report) {
 // the same store (same --seed: its accounts used to be the first run's) judges only its own
 // rows, reporting what was wrong in the store before it apart.
 TEST(DrillOnPostgres, EveryScenarioLosesNothingAndALaterRunJudgesOnlyItsOwnRows) {
-    const char* base = std::getenv("ROLLSAFE_TEST_PG");
-    // scripts/test.sh (and so CI) always provides one: running without is a failure.
-    ASSERT_TRUE(base != nullptr && *base != '\0')
-        << "ROLLSAFE_TEST_PG is not set: run eval \"$(scripts/services.sh start)\" "
-           "(scripts/test.sh does)";
-    const PgSchema schema(base, "drill_" + std::to_string(::getpid()));
-    ASSERT_TRUE(schema.created());
+    // scripts/test.sh (and so CI) always provides ROLLSAFE_TEST_PG: running without is a failure.
+    const TestStore schema("postgres");
+    ASSERT_TRUE(schema.ok());
 
     // ---- every scenario on a fresh schema ----
     TempDir dir;
     auto argv = ShortDrill(dir);
-    SetFlag(&argv, "--store", schema.url());
+    SetFlag(&argv, "--store", schema.Url());
     const auto r = RunProcess(argv, 240s);
     ASSERT_TRUE(r.exit_code.has_value()) << "drill timed out\n" << r.out << r.err;
     EXPECT_EQ(*r.exit_code, 0) << r.out << r.err;
@@ -224,7 +194,7 @@ TEST(DrillOnPostgres, EveryScenarioLosesNothingAndALaterRunJudgesOnlyItsOwnRows)
         EXPECT_EQ(Count(report, k), 0) << k << "\n" << r.out;
     const JsonValue* config = Member(report, "config");
     ASSERT_NE(config, nullptr);
-    EXPECT_EQ(config->GetString("store").value_or(""), schema.url());
+    EXPECT_EQ(config->GetString("store").value_or(""), schema.Url());
     const JsonValue* before = Member(report, "store_before");
     ASSERT_NE(before, nullptr);
     const JsonValue* read = before->Find("read");
@@ -239,13 +209,13 @@ TEST(DrillOnPostgres, EveryScenarioLosesNothingAndALaterRunJudgesOnlyItsOwnRows)
     EXPECT_TRUE(ProcessesMentioning(dir.File("work")).empty());
 
     // ---- another app's broken rows, then a short run with the same seed ----
-    ASSERT_TRUE(Psql(schema.url(),
+    ASSERT_TRUE(Psql(schema.Url(),
                      "INSERT INTO accounts(account, balance, last_seq) VALUES ('other-app', 5, 0);"
                      "INSERT INTO resources(id, data, created_at, idempotency_key) VALUES "
                      "('other-1', '{}', '2026-01-01T00:00:00.000Z', 'other-key')"));
     TempDir dir2;
     auto again = ShortDrill(dir2);
-    SetFlag(&again, "--store", schema.url());
+    SetFlag(&again, "--store", schema.Url());
     SetFlag(&again, "--scenario", "crash");
     SetFlag(&again, "--requests", "100");
     SetFlag(&again, "--work-ms", "0..300");  // shorter than the first run: the test's budget

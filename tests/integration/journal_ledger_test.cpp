@@ -27,6 +27,7 @@
 #include "testing/raw_http.hpp"
 #include "testing/serve_helpers.hpp"
 #include "testing/sqlite_cli.hpp"
+#include "testing/test_store.hpp"
 
 namespace rollsafe::testing {
 namespace {
@@ -331,34 +332,17 @@ TEST(Journal, LedgerOnThreeReplicasWithOneKilledAddsUpExactlyOnce) {
     RunLedgerScenario(dir.Path() + "/ledger.db");
 }
 
-/// Runs `sql` on the PostgreSQL server at `url` with psql; false (after a test failure) if not.
-bool Psql(const std::string& url, const std::string& sql) {
-    const ProcessResult p =
-        RunProcess({"psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql});
-    EXPECT_TRUE(p.exit_code && *p.exit_code == 0) << sql << ": " << p.err;
-    return p.exit_code && *p.exit_code == 0;
-}
-
 /// The same scenario with three replicas sharing PostgreSQL (ROLLSAFE_TEST_PG), in a schema of
 /// its own, with `lock_args`.
-void RunOnPostgres(const std::string& tag, const std::vector<std::string>& lock_args) {
-    const char* base = std::getenv("ROLLSAFE_TEST_PG");
-    ASSERT_TRUE(base && *base)
-        << "ROLLSAFE_TEST_PG is not set: run eval \"$(scripts/services.sh start)\" "
-           "(scripts/test.sh does)";
-    const std::string url = base;
-    const std::string schema = tag + "_" + std::to_string(::getpid());
-    ASSERT_TRUE(Psql(url, "SET client_min_messages = warning; DROP SCHEMA IF EXISTS " + schema +
-                              " CASCADE; CREATE SCHEMA " + schema));
-    RunLedgerScenario(url + (url.find('?') == std::string::npos ? "?" : "&") +
-                          "options=-csearch_path%3D" + schema,
-                      lock_args);
-    Psql(url, "SET client_min_messages = warning; DROP SCHEMA IF EXISTS " + schema + " CASCADE");
+void RunOnPostgres(const std::vector<std::string>& lock_args) {
+    const TestStore store("postgres");
+    ASSERT_TRUE(store.ok());
+    RunLedgerScenario(store.Url(), lock_args);
 }
 
 // Entries of one account ordered by PostgreSQL's transaction-scoped advisory lock.
 TEST(Journal, LedgerOnThreeReplicasOnPostgresWithOneKilledAddsUpExactlyOnce) {
-    RunOnPostgres("ledger_pglock", {"--lock", "postgres"});
+    RunOnPostgres({"--lock", "postgres"});
 }
 
 // Entries of one account ordered by the Redis lock, every write fenced by its token. The killed
@@ -369,7 +353,7 @@ TEST(Journal, LedgerOnThreeReplicasOnPostgresWithTheRedisLockAndOneKilledAddsUpE
     ASSERT_TRUE(redis && *redis)
         << "ROLLSAFE_TEST_REDIS is not set: run eval \"$(scripts/services.sh start)\" "
            "(scripts/test.sh does)";
-    RunOnPostgres("ledger_redislock", {"--lock", std::string(redis) + "/2", "--lock-ttl", "2s"});
+    RunOnPostgres({"--lock", std::string(redis) + "/2", "--lock-ttl", "2s"});
 }
 
 }  // namespace

@@ -51,6 +51,7 @@
 #include "testing/serve_helpers.hpp"
 #include "testing/sqlite_cli.hpp"
 #include "testing/temp_dir.hpp"
+#include "testing/test_store.hpp"
 
 namespace rollsafe::testing {
 namespace {
@@ -73,14 +74,6 @@ std::uint16_t FreePort() {
         port = ntohs(a.sin_port);
     ::close(fd);
     return port;
-}
-
-/// Runs `sql` with psql on `url`; false (after a test failure) when it fails.
-bool Psql(const std::string& url, const std::string& sql) {
-    const ProcessResult p =
-        RunProcess({"psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql});
-    EXPECT_TRUE(p.exit_code && *p.exit_code == 0) << sql << ": " << p.err;
-    return p.exit_code && *p.exit_code == 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -923,8 +916,7 @@ class ProxiedPostgres {
                           << base_;
             return;
         }
-        if (!Psql(base_, "SET client_min_messages = warning; DROP SCHEMA IF EXISTS " + schema_ +
-                             " CASCADE; CREATE SCHEMA " + schema_))
+        if (!Psql(base_, "DROP SCHEMA IF EXISTS " + schema_ + " CASCADE; CREATE SCHEMA " + schema_))
             return;
         const std::string options = "options=-csearch_path%3D" + schema_;
         direct_ = WithParam(base_, options);
@@ -938,9 +930,7 @@ class ProxiedPostgres {
     }
     ~ProxiedPostgres() {
         proxy_.reset();
-        if (!direct_.empty())
-            Psql(base_, "SET client_min_messages = warning; DROP SCHEMA IF EXISTS " + schema_ +
-                            " CASCADE");
+        if (!direct_.empty()) Psql(base_, "DROP SCHEMA IF EXISTS " + schema_ + " CASCADE");
     }
     ProxiedPostgres(const ProxiedPostgres&) = delete;
     ProxiedPostgres& operator=(const ProxiedPostgres&) = delete;

@@ -8,16 +8,12 @@
 #include <gtest/gtest.h>
 
 namespace rollsafe::testing {
-namespace {
-
 bool Psql(const std::string& url, const std::string& sql) {
     const ProcessResult p = RunProcess({"psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url,
                                         "-c", "SET client_min_messages = warning; " + sql});
     EXPECT_TRUE(p.exit_code && *p.exit_code == 0) << sql << ": " << p.err;
     return p.exit_code && *p.exit_code == 0;
 }
-
-}  // namespace
 
 TestStore::TestStore(const std::string& kind) : postgres_(kind == "postgres") {
     if (!postgres_) {

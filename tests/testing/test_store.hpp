@@ -14,6 +14,10 @@
 
 namespace rollsafe::testing {
 
+/// Runs `sql` with psql on the PostgreSQL server at `url` (NOTICEs off); false, after a test
+/// failure naming the statement, when it fails.
+bool Psql(const std::string& url, const std::string& sql);
+
 class TestStore {
   public:
     /// `kind` is "sqlite" or "postgres". For "postgres" without ROLLSAFE_TEST_PG, or when the
